@@ -1,0 +1,3 @@
+from callstream.cli import main
+
+raise SystemExit(main())
