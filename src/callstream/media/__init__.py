@@ -1,0 +1,1 @@
+"""Media: the canonical frame, the shared clock, the mixer, tone generation."""

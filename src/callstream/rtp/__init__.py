@@ -1,0 +1,1 @@
+"""RTP: sans-I/O packets, RFC 4733 events, reorder buffer, per-leg session state."""

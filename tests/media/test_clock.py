@@ -1,0 +1,246 @@
+"""The media clock on a real event loop, checked by tick count and deadlines, not by timing."""
+
+import asyncio
+
+import pytest
+
+from callstream.media.clock import MediaClock
+
+
+class Counter:
+    def __init__(self, until: int = 0) -> None:
+        self.times: list[float] = []
+        self.until = until
+        self.reached = asyncio.Event()
+
+    def on_tick(self, now: float) -> None:
+        self.times.append(now)
+        if len(self.times) == self.until:
+            self.reached.set()
+
+
+class Broken:
+    def on_tick(self, now: float) -> None:
+        raise RuntimeError("boom")
+
+
+async def test_ticks_reach_every_listener_and_never_early() -> None:
+    loop = asyncio.get_running_loop()
+    clock = MediaClock(loop, period=0.005)
+    first, second = Counter(until=10), Counter()
+    clock.add(first)
+    clock.add(second)
+    clock.start()
+    start = loop.time()
+    await asyncio.wait_for(first.reached.wait(), 10)
+    clock.stop()
+    assert len(second.times) == len(first.times)
+    # tick n never runs before start + n * period (deadline-driven, no drift backwards)
+    for n, now in enumerate(first.times, start=1):
+        assert now >= start + n * 0.005 - 1e-3
+    assert not clock.running
+
+
+async def test_a_failing_listener_is_removed_and_others_go_on() -> None:
+    clock = MediaClock(asyncio.get_running_loop(), period=0.002)
+    good = Counter(until=3)
+    clock.add(Broken())
+    clock.add(good)
+    clock.start()
+    await asyncio.wait_for(good.reached.wait(), 10)
+    clock.stop()
+    assert len(clock) == 1
+
+
+class FakeLoop:
+    """Unit-test loop: call_at records the callback, time is set by the test."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.pending: list[tuple[float, object]] = []
+        self.soon: list[FakeHandle] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: object) -> "FakeHandle":
+        self.pending.append((when, callback))
+        return FakeHandle(callback)
+
+    def call_soon(self, callback: object) -> "FakeHandle":
+        handle = FakeHandle(callback)
+        self.soon.append(handle)
+        return handle
+
+    def run_soon(self) -> None:
+        """What the loop does after polling its sockets: the queued callbacks."""
+        queued, self.soon = self.soon, []
+        for handle in queued:
+            if not handle.cancelled:
+                handle.callback()  # type: ignore[operator]
+
+
+class FakeHandle:
+    def __init__(self, callback: object) -> None:
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def run_next(loop: FakeLoop, lateness: float = 0.0) -> float:
+    when, callback = loop.pending.pop(0)
+    loop.now = when + lateness
+    callback()  # type: ignore[operator]
+    return when
+
+
+def test_deadlines_are_start_plus_n_periods_despite_lateness() -> None:
+    loop = FakeLoop()
+    clock = MediaClock(loop, period=0.02)  # type: ignore[arg-type]
+    clock.add(Counter())
+    clock.start()
+    deadlines = [run_next(loop, lateness=0.007) for _ in range(5)]
+    assert deadlines == pytest.approx([100.0 + 0.02 * n for n in range(1, 6)], abs=1e-9)
+    assert abs(clock.max_lag - 0.007) < 1e-9
+
+
+def test_a_long_stall_skips_ticks_instead_of_bursting() -> None:
+    loop = FakeLoop()
+    clock = MediaClock(loop, period=0.02, max_catch_up=5)  # type: ignore[arg-type]
+    counter = Counter()
+    clock.add(counter)
+    clock.start()
+    run_next(loop, lateness=0.5)  # 25 periods late
+    assert clock.ticks_skipped == 25
+    next_deadline, _ = loop.pending[0]
+    assert next_deadline > loop.now
+    assert len(counter.times) == 1
+
+
+class SkipCounter(Counter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipped: list[int] = []
+
+    def on_ticks_skipped(self, skipped_ticks: int) -> None:
+        self.skipped.append(skipped_ticks)
+
+
+class BrokenSkip(Counter):
+    def on_ticks_skipped(self, skipped_ticks: int) -> None:
+        raise RuntimeError("boom")
+
+
+def test_listeners_are_told_how_many_ticks_were_skipped_before_the_next_tick() -> None:
+    loop = FakeLoop()
+    clock = MediaClock(loop, period=0.02, max_catch_up=5)  # type: ignore[arg-type]
+    told, plain, broken = SkipCounter(), Counter(), BrokenSkip()
+    clock.add(broken)
+    clock.add(told)
+    clock.add(plain)  # no on_ticks_skipped: still ticked
+    clock.start()
+    run_next(loop, lateness=0.001)
+    assert told.skipped == []  # a short lag is caught up, not skipped
+    run_next(loop, lateness=0.51)  # 25.5 periods late
+    assert told.skipped == [25]
+    assert len(told.times) == len(plain.times) == len(broken.times) == 2
+    assert clock.ticks_skipped == 25
+
+
+class FakeTimer:
+    """The slice budget's clock: every listener's tick costs ``cost`` seconds."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Costly(Counter):
+    def __init__(self, timer: FakeTimer, cost: float, name: int, order: list[int]) -> None:
+        super().__init__()
+        self.timer, self.cost, self.name, self.order = timer, cost, name, order
+
+    def on_tick(self, now: float) -> None:
+        super().on_tick(now)
+        self.timer.now += self.cost
+        self.order.append(self.name)
+
+
+def sliced_clock(count: int, cost: float) -> tuple[FakeLoop, MediaClock, list[Costly], list[int]]:
+    loop, timer, order = FakeLoop(), FakeTimer(), []
+    clock = MediaClock(loop, period=0.02, slice_budget_s=0.001, timer=timer)  # type: ignore[arg-type]
+    listeners = [Costly(timer, cost, n, order) for n in range(count)]
+    for listener in listeners:
+        clock.add(listener)
+    clock.start()
+    return loop, clock, listeners, order
+
+
+def test_a_long_tick_is_cut_into_slices_so_the_loop_can_poll_between_them() -> None:
+    loop, clock, listeners, order = sliced_clock(40, cost=0.0001)  # 4 ms of work per tick
+    run_next(loop)
+    assert order == list(range(16))  # 1.6 ms by the first check: the rest waits
+    assert len(loop.soon) == 1
+    loop.run_soon()
+    assert order == list(range(32))
+    loop.run_soon()
+    assert order == list(range(40)) and not loop.soon
+    assert clock.slices == 2
+    assert {listener.times[0] for listener in listeners} == {loop.pending[0][0] - 0.02}
+
+
+def test_cheap_ticks_run_in_one_go() -> None:
+    loop, clock, _, order = sliced_clock(40, cost=0.00001)  # 0.4 ms
+    run_next(loop)
+    assert order == list(range(40)) and not loop.soon and clock.slices == 0
+
+
+def test_a_listener_removed_between_slices_is_not_ticked() -> None:
+    loop, clock, listeners, order = sliced_clock(40, cost=0.0001)
+    run_next(loop)
+    clock.discard(listeners[20])  # its call ended while the loop polled
+    loop.run_soon()
+    loop.run_soon()
+    assert 20 not in order and len(order) == 39
+
+
+def test_the_next_tick_finishes_the_last_one_first() -> None:
+    loop, clock, listeners, order = sliced_clock(40, cost=0.0001)
+    run_next(loop)
+    run_next(loop)  # due before the queued slice ran (an overloaded loop)
+    assert order[:40] == list(range(40))  # tick 1 completed, in order, before tick 2
+    assert order[40:] == list(range(16))
+    loop.run_soon()  # the first tick's cancelled slice does nothing
+    loop.run_soon()
+    assert order == list(range(40)) * 2
+    assert all(len(listener.times) == 2 for listener in listeners)
+
+
+def test_stop_cancels_a_queued_slice() -> None:
+    loop, clock, _, order = sliced_clock(40, cost=0.0001)
+    run_next(loop)
+    clock.stop()
+    loop.run_soon()
+    assert order == list(range(16))
+
+
+def test_early_listeners_tick_first_whenever_they_were_added() -> None:
+    loop, timer, order = FakeLoop(), FakeTimer(), []
+    clock = MediaClock(loop, period=0.02, timer=timer)  # type: ignore[arg-type]
+    legs = [Costly(timer, 0.0, n, order) for n in range(3)]
+    for leg in legs:
+        clock.add(leg)
+    mixer = Costly(timer, 0.0, 99, order)
+    clock.add(mixer, early=True)  # a conference created after its calls
+    clock.start()
+    run_next(loop)
+    assert order == [99, 0, 1, 2]
+    clock.discard(mixer)
+    clock.add(Costly(timer, 0.0, 7, order))
+    order.clear()
+    run_next(loop)
+    assert order == [0, 1, 2, 7]

@@ -1,0 +1,235 @@
+"""The ConferenceMixer with stand-in legs: one ``on_tick`` at a time, exact sample values."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from callstream.errors import ConflictError
+from callstream.media.conference import INBOX_FRAMES, ConferenceMixer
+from callstream.media.frame import FRAME_BYTES, FRAME_SAMPLES
+from callstream.media.sources import PcmPlayer
+from tests.media.test_bridge import FakeLeg, const, values
+
+
+def room(count: int) -> tuple[ConferenceMixer, list[FakeLeg]]:
+    mixer = ConferenceMixer()
+    legs = [FakeLeg() for _ in range(count)]
+    for index, leg in enumerate(legs):
+        mixer.add(f"p{index}", leg)
+    return mixer, legs
+
+
+def test_each_participant_hears_everyone_else_and_not_itself() -> None:
+    mixer, (a, b, c) = room(3)
+    a.hear(const(1000))
+    b.hear(const(200))
+    c.hear(const(30))
+    mixer.on_tick(0.0)
+    assert [values(leg.say()) for leg in (a, b, c)] == [{230}, {1030}, {1200}]
+    assert [leg.say() for leg in (a, b, c)] == [None, None, None]
+    assert mixer.ticks_mixed == 1
+
+
+def test_mix_minus_is_exact_for_a_large_room_of_real_audio() -> None:
+    generator = np.random.default_rng(3)
+    mixer, legs = room(50)
+    rows = generator.integers(-600, 600, size=(50, FRAME_SAMPLES), dtype=np.int16)
+    for leg, row in zip(legs, rows, strict=True):
+        leg.hear(row.astype("<i2").tobytes())
+    mixer.on_tick(0.0)
+    total = rows.astype(np.int64).sum(axis=0)
+    for leg, row in zip(legs, rows, strict=True):
+        heard = leg.say()
+        assert heard is not None
+        np.testing.assert_array_equal(np.frombuffer(heard, dtype="<i2"), total - row)
+
+
+def test_sums_clip_per_listener_after_removing_their_own_voice() -> None:
+    mixer, (a, b, c) = room(3)
+    a.hear(const(30000))
+    b.hear(const(30000))
+    c.hear(const(-30000))
+    mixer.on_tick(0.0)
+    # A hears B + C = 0 exactly, though the room's total (30000) was near the limit;
+    # C hears A + B = 60000, clipped rather than wrapped.
+    assert [values(leg.say()) for leg in (a, b, c)] == [{0}, {0}, {32767}]
+
+
+def test_silent_participants_hear_everyone_and_cost_nothing_in_the_mix() -> None:
+    mixer, (a, b, c) = room(3)
+    a.hear(const(1000))
+    b.hear(const(200))
+    mixer.on_tick(0.0)
+    assert [values(leg.say()) for leg in (a, b, c)] == [{200}, {1000}, {1200}]
+
+
+def test_a_lone_speaker_hears_nothing_and_the_others_get_its_frame_as_is() -> None:
+    mixer, (a, b, c) = room(3)
+    voice = const(-4321)
+    a.hear(voice)
+    mixer.on_tick(0.0)
+    assert a.say() is None
+    assert b.say() is voice and c.say() is voice
+
+
+def test_a_tick_where_nobody_speaks_sends_nothing() -> None:
+    mixer, legs = room(3)
+    heard: list[bytes] = []
+    mixer.add_listener(heard.append)
+    mixer.on_tick(0.0)
+    assert [leg.say() for leg in legs] == [None, None, None]
+    assert heard == [] and mixer.ticks_mixed == 0
+
+
+def test_inbox_keeps_the_newest_frames_only() -> None:
+    mixer, (a, b) = room(2)
+    for value in range(1, 6):
+        a.hear(const(value))
+    assert mixer.dropped_frames == 5 - INBOX_FRAMES == 2
+    heard = []
+    for _ in range(4):
+        mixer.on_tick(0.0)
+        heard.append(b.say())
+    assert [values(frame) for frame in heard[:3]] == [{3}, {4}, {5}]
+    assert heard[3] is None
+
+
+def test_listeners_get_the_full_mix_on_ticks_where_anyone_spoke() -> None:
+    mixer, (a, b, c) = room(3)
+    full: list[bytes] = []
+    mixer.add_listener(full.append)
+    a.hear(const(1))
+    b.hear(const(20))
+    c.hear(const(300))
+    mixer.on_tick(0.0)
+    mixer.on_tick(0.02)  # nobody spoke
+    b.hear(const(5))
+    mixer.on_tick(0.04)  # a lone speaker: the listener gets that frame
+    assert [values(frame) for frame in full] == [{321}, {5}]
+    mixer.remove_listener(full.append)  # an equal bound method, not the same object
+    a.hear(const(1))
+    mixer.on_tick(0.06)
+    assert len(full) == 2
+
+
+def test_a_failing_listener_is_removed_and_the_others_still_hear(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    mixer, (a, b) = room(2)
+
+    def broken(frame: bytes) -> None:
+        raise RuntimeError("slow websocket")
+
+    full: list[bytes] = []
+    mixer.add_listener(broken)
+    mixer.add_listener(full.append)
+    with caplog.at_level(logging.ERROR, logger="callstream.media"):
+        for _ in range(2):
+            a.hear(const(10))
+            b.hear(const(1))
+            mixer.on_tick(0.0)
+    assert [values(frame) for frame in full] == [{11}, {11}]
+    assert [r.getMessage().split(" failed")[0] for r in caplog.records] == [
+        f"conference listener {broken!r}"
+    ]
+    assert values(a.say()) == {1} and values(b.say()) == {10}
+
+
+def test_sources_are_heard_by_everyone_and_leave_when_done() -> None:
+    mixer, (a, b, c) = room(3)
+    full: list[bytes] = []
+    mixer.add_listener(full.append)
+    mixer.add_source(PcmPlayer(const(7) * 2))
+    a.hear(const(100))
+    b.hear(const(10))
+    mixer.on_tick(0.0)
+    assert [values(leg.say()) for leg in (a, b, c)] == [{17}, {107}, {117}]
+    mixer.on_tick(0.02)  # the source alone: everyone hears it, speakers or not
+    assert [values(leg.say()) for leg in (a, b, c)] == [{7}, {7}, {7}]
+    mixer.on_tick(0.04)  # played out and removed
+    assert [leg.say() for leg in (a, b, c)] == [None, None, None]
+    assert [values(frame) for frame in full] == [{117}, {7}]
+
+
+def test_remove_source_stops_it() -> None:
+    mixer, (a,) = room(1)
+    source = PcmPlayer(const(9) * 5)
+    mixer.add_source(source)
+    mixer.on_tick(0.0)
+    mixer.remove_source(source)
+    mixer.on_tick(0.02)
+    assert values(a.say()) == {9}
+    assert a.say() is None
+
+
+def test_remove_mid_call_detaches_only_that_participant() -> None:
+    mixer, (a, b, c) = room(3)
+    b.add_tap(lambda frame: None)  # b's own tap (a recorder) stays
+    b_prompt = PcmPlayer(const(3) * 4)
+    b.play(b_prompt)
+    a.hear(const(1000))
+    b.hear(const(200))  # pending in b's inbox: dropped with b
+    assert mixer.remove("p1") is True
+    assert mixer.remove("p1") is False
+    assert len(mixer) == 2 and "p1" not in mixer and mixer.participant_ids == ("p0", "p2")
+    assert len(b.taps) == 1 and b.sources == [b_prompt]
+    c.hear(const(30))
+    mixer.on_tick(0.0)
+    assert values(a.say()) == {30} and values(c.say()) == {1000}
+    assert values(b.say()) == {3}  # b's own prompt, nothing from the room
+
+
+def test_results_do_not_depend_on_join_order() -> None:
+    voices = [const(v) for v in (5, -70, 900, 0)]
+    heard = []
+    for order in ([0, 1, 2, 3], [3, 1, 0, 2]):
+        mixer = ConferenceMixer()
+        legs = [FakeLeg() for _ in voices]
+        for index in order:
+            mixer.add(f"p{index}", legs[index])
+        for index in order:
+            if index != 2:  # p2 stays silent
+                legs[index].hear(voices[index])
+        mixer.on_tick(0.0)
+        heard.append([leg.say() for leg in legs])
+    assert heard[0] == heard[1]
+    assert [values(frame) for frame in heard[0]] == [{-70}, {5}, {-65}, {-65}]
+
+
+def test_add_rejects_duplicates_and_a_closed_conference() -> None:
+    mixer, (a, _) = room(2)
+    with pytest.raises(ConflictError, match="^participant 'p0' is already in the conference$"):
+        mixer.add("p0", FakeLeg())
+    with pytest.raises(ConflictError, match="^this leg is already in the conference$"):
+        mixer.add("other", a)
+    with pytest.raises(ValueError, match="^inbox_frames and outbox_frames must be at least 1$"):
+        ConferenceMixer(inbox_frames=0)
+    mixer.close()
+    with pytest.raises(ConflictError, match="^the conference is closed$"):
+        mixer.add("p9", FakeLeg())
+
+
+def test_close_detaches_everyone_and_ticks_do_nothing() -> None:
+    mixer, legs = room(3)
+    full: list[bytes] = []
+    mixer.add_listener(full.append)
+    mixer.add_source(PcmPlayer(const(1) * 10))
+    mixer.close()
+    mixer.close()
+    assert mixer.closed and len(mixer) == 0
+    assert all(leg.taps == [] and leg.sources == [] for leg in legs)
+    mixer.on_tick(0.0)
+    assert full == []
+
+
+def test_frames_of_the_wrong_size_are_left_out() -> None:
+    mixer, (a, b, c) = room(3)
+    a.hear(const(10))
+    b.hear(bytes(FRAME_BYTES - 2))
+    c.hear(const(1))
+    mixer.on_tick(0.0)
+    assert mixer.malformed_frames == 1
+    assert [values(leg.say()) for leg in (a, b, c)] == [{1}, {11}, {10}]
