@@ -1,0 +1,203 @@
+"""WebSocket I/O for media streams (aiohttp, server and client side).
+
+The stream core calls ``send(message)`` from the media path (an RTP arrival or a clock
+tick), which must never wait. On a server-side socket whose transport is accepting data
+and with nothing queued, ``WebSocketSender`` writes the frame at once: a 2- or 4-byte
+header (FIN and the opcode, no mask: RFC 6455 §5.2, a server never masks, §5.1) and one
+``transport.write``; waking a task per frame cost 14 % of the gateway's core at 100
+streams (bench/RESULTS.md). Otherwise (the peer is slow, a client-side socket, which
+must mask) the message is queued for the stream's one writer task (a task per stream,
+never per message), which also drains on back-pressure. A client that reads
+too slowly cannot make the call wait or the gateway's memory grow: past
+``MAX_PENDING_MESSAGES`` the oldest queued messages are dropped and counted.
+
+``pump_stream`` reads what the client sends until the socket closes and hands each
+message to the stream; ``connect_with_retries`` dials out for external media.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import ssl
+import struct
+from collections import deque
+from collections.abc import Sequence
+
+import aiohttp
+from aiohttp import WSMsgType, web
+
+from callstream.calls.streams import CLOSE_GOING_AWAY, StreamBase
+from callstream.wire.base import Message
+
+logger = logging.getLogger("callstream.streams")
+
+MAX_PENDING_MESSAGES = 250
+"""5 s of audio at one message per 20 ms: beyond that the client is not keeping up."""
+HEARTBEAT_S = 20.0
+"""WebSocket ping interval: keeps idle connections (and NAT bindings) alive."""
+CONNECT_DELAYS_S = (0.0, 1.0, 1.5)
+"""External media: three tries over about 2.5 s, then the failure is recorded."""
+CONNECT_TIMEOUT_S = 5.0
+
+AnyWebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+
+_MAX_CACHED_HEADERS = 8
+_FIN_BINARY = 0x82
+_FIN_TEXT = 0x81
+_EXTENDED_LENGTH_16 = 126
+_HEADER_16 = struct.Struct("!BBH")
+
+
+def frame_header(opcode_byte: int, length_bytes: int) -> bytes:
+    """An unmasked frame's header (RFC 6455 §5.2) for a payload under 64 KiB."""
+    if length_bytes < _EXTENDED_LENGTH_16:
+        return bytes((opcode_byte, length_bytes))
+    return _HEADER_16.pack(opcode_byte, _EXTENDED_LENGTH_16, length_bytes)
+
+
+class WebSocketSender:
+    """Non-blocking sends to one WebSocket, written in order by one task."""
+
+    def __init__(self, ws: AnyWebSocket, name: str) -> None:
+        self._ws = ws
+        self._queue: deque[Message] = deque()
+        self._wakeup = asyncio.Event()
+        self._close_with: tuple[int, str] | None = None
+        self.dropped_messages = 0
+        # one or two entries in practice: a wire's audio messages all have one length
+        self._headers: dict[tuple[int, int], bytes] = {}
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=name)
+
+    def send(self, message: Message) -> None:
+        if self._close_with is not None:
+            return
+        queue = self._queue
+        if not queue and self._write_now(message):
+            return
+        if len(queue) >= MAX_PENDING_MESSAGES:
+            queue.popleft()
+            self.dropped_messages += 1
+        queue.append(message)
+        self._wakeup.set()
+
+    def _write_now(self, message: Message) -> bool:
+        """Write ``message`` straight to the transport if nothing stands in the way."""
+        writer = self._ws._writer
+        if writer is None or writer.use_mask or writer._closing or writer.protocol._paused:
+            return False
+        transport = writer.transport
+        if transport.is_closing():
+            return False
+        if isinstance(message, bytes):
+            payload, opcode_byte = message, _FIN_BINARY
+        else:
+            payload, opcode_byte = message.encode(), _FIN_TEXT
+        length_bytes = len(payload)
+        if length_bytes > 0xFFFF:
+            return False  # media messages are far smaller; leave the rare big one to aiohttp
+        header = self._headers.get((opcode_byte, length_bytes))
+        if header is None:
+            header = frame_header(opcode_byte, length_bytes)
+            if len(self._headers) < _MAX_CACHED_HEADERS:
+                self._headers[(opcode_byte, length_bytes)] = header
+        transport.write(header + payload)
+        return True
+
+    def close(self, code: int, reason: str) -> None:
+        """Send what is queued, then close with ``code``/``reason``."""
+        if self._close_with is None:
+            self._close_with = (code, reason)
+            self._wakeup.set()
+
+    async def wait_closed(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    def cancel(self) -> None:
+        self._task.cancel()
+
+    async def _run(self) -> None:
+        ws = self._ws
+        queue = self._queue
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                while queue:
+                    message = queue.popleft()
+                    if isinstance(message, bytes):
+                        await ws.send_bytes(message)
+                    else:
+                        await ws.send_str(message)
+                if self._close_with is not None:
+                    code, reason = self._close_with
+                    await ws.close(code=code, message=reason.encode()[:123])
+                    return
+        except (ConnectionError, RuntimeError, aiohttp.ClientError) as exc:
+            # the peer went away mid-send: the read loop reports the close
+            logger.debug("stream writer stopped: %s", exc)
+
+
+async def pump_stream(ws: AnyWebSocket, stream: StreamBase, sender: WebSocketSender) -> None:
+    """Hand every message from the peer to the stream until the socket closes."""
+    loop = asyncio.get_running_loop()
+    try:
+        async for message in ws:
+            if message.type == WSMsgType.BINARY:
+                stream.receive(message.data, loop.time())
+            elif message.type == WSMsgType.TEXT:
+                stream.receive(message.data, loop.time())
+            elif message.type == WSMsgType.ERROR:
+                break
+    finally:
+        code = ws.close_code
+        stream.closed_by_peer(code, "closed by the client" if code else "connection lost")
+        sender.close(CLOSE_GOING_AWAY, "stream ended")
+        await asyncio.wait({asyncio.ensure_future(sender.wait_closed())}, timeout=2.0)
+        sender.cancel()
+
+
+@functools.lru_cache(maxsize=4)
+def client_ssl_context(ca_file: str | None) -> ssl.SSLContext:
+    """The system's trust store, plus ``ca_file`` when given (``--tls-ca``).
+
+    Built once per ``ca_file`` and shared by every stream we dial: loading the trust
+    store took ~60 % of the gateway's core while 50 calls a second each dialled a
+    stream (bench, ``--wire plivo``); a context serves any number of connections.
+    """
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(ca_file)
+    return context
+
+
+async def connect_with_retries(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    ssl_context: ssl.SSLContext | None,
+    delays_s: Sequence[float] = CONNECT_DELAYS_S,
+) -> aiohttp.ClientWebSocketResponse:
+    """Dial ``url``; refused or failed TLS is retried (about 3 tries over 2–3 s).
+
+    Raises ``ConnectionError`` naming the last failure when every try failed.
+    """
+    last = ""
+    for attempt, delay in enumerate(delays_s, start=1):
+        if delay:
+            await asyncio.sleep(delay)
+        try:
+            return await session.ws_connect(
+                url,
+                ssl=(ssl_context or True) if url.startswith("wss://") else True,
+                heartbeat=HEARTBEAT_S,
+                timeout=aiohttp.ClientWSTimeout(ws_close=CONNECT_TIMEOUT_S),
+                max_msg_size=1024 * 1024,
+            )
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            logger.info("external media %s: try %d failed: %s", url, attempt, last)
+    raise ConnectionError(f"could not connect to {url} after {len(delays_s)} tries ({last})")
