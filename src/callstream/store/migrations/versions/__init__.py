@@ -1,0 +1,1 @@
+"""Revisions, applied in ``down_revision`` order."""
