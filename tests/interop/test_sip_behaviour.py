@@ -1,0 +1,129 @@
+"""SIP behaviour seen from real peers: CANCEL, hold, OPTIONS, errors, timeouts, limits."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+
+import pytest
+
+from tests.interop.conftest import GatewayFactory, SippRunner
+from tests.interop.harness import HOST, Gateway, PortAllocator
+from tests.interop.media import G711A_PCAP
+
+SLOW_AND_ECHO = """
+[[routes]]
+match = "slow"
+actions = [
+  { type = "sleep", option = { duration = 5000 } },
+  { type = "answer" },
+  { type = "echo" },
+]
+
+[[routes]]
+match = "echo"
+actions = [ { type = "answer" }, { type = "echo" } ]
+"""
+
+
+def need_sipp_pcaps() -> None:
+    if not G711A_PCAP.exists():
+        pytest.skip(f"{G711A_PCAP} missing (Debian package sip-tester)")
+
+
+def assert_call_works(gateway: Gateway, sipp: SippRunner) -> None:
+    result = sipp("uac_answered_only", gateway.uri_host, "-s", "echo", timeout=20)
+    assert result.returncode == 0, result.explain()
+
+
+def test_cancel_while_ringing(gateway_factory: GatewayFactory, sipp: SippRunner) -> None:
+    gateway = gateway_factory(SLOW_AND_ECHO)
+    result = sipp("uac_cancel", gateway.uri_host, "-s", "slow", timeout=20)
+    assert result.returncode == 0, result.explain()
+    gateway.wait_for_log(r"call \S+ ringing", 1)
+    gateway.wait_for_log(r"call \S+ ended .*by=remote.*reason=cancel", 5)
+    assert not gateway.events("answered")
+
+
+def test_hold_and_resume(gateway_factory: GatewayFactory, sipp: SippRunner) -> None:
+    gateway = gateway_factory()
+    result = sipp("uac_hold", gateway.uri_host, "-s", "echo", timeout=20)
+    assert result.returncode == 0, result.explain()
+    events = [e.event for e in gateway.events() if e.event in ("hold", "resume")]
+    assert events == ["hold", "resume"]
+
+
+@pytest.mark.parametrize("transport", ["u1", "t1"])
+def test_options_answered_on_udp_and_tcp(
+    gateway_factory: GatewayFactory, sipp: SippRunner, transport: str
+) -> None:
+    gateway = gateway_factory()
+    result = sipp("options", gateway.uri_host, "-s", "echo", "-t", transport, timeout=10)
+    assert result.returncode == 0, result.explain()
+
+
+def test_unrouted_user_gets_404(gateway_factory: GatewayFactory, sipp: SippRunner) -> None:
+    gateway = gateway_factory()
+    result = sipp("uac_404", gateway.uri_host, "-s", "nobody", timeout=10)
+    assert result.returncode == 0, result.explain()
+    gateway.wait_for_log(r"call \S+ rejected .*status=404", 5)
+
+
+def _bad_cseq_invite(port: int, gateway: Gateway) -> bytes:
+    call_id = uuid.uuid4().hex
+    lines = [
+        f"INVITE sip:echo@{gateway.uri_host} SIP/2.0",
+        f"Via: SIP/2.0/UDP {HOST}:{port};branch=z9hG4bK{call_id[:12]}",
+        f"From: <sip:tester@{HOST}:{port}>;tag=t{call_id[:8]}",
+        f"To: <sip:echo@{gateway.uri_host}>",
+        f"Call-ID: {call_id}@{HOST}",
+        "CSeq: abc INVITE",
+        f"Contact: <sip:tester@{HOST}:{port}>",
+        "Max-Forwards: 70",
+        "Content-Length: 0",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def test_malformed_invite_gets_400_naming_the_fault_and_service_goes_on(
+    gateway_factory: GatewayFactory, sipp: SippRunner
+) -> None:
+    need_sipp_pcaps()
+    gateway = gateway_factory()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((HOST, 0))
+        sock.settimeout(5)
+        sock.sendto(_bad_cseq_invite(sock.getsockname()[1], gateway), (HOST, gateway.sip_port))
+        reply, _ = sock.recvfrom(65535)
+    status_line = reply.split(b"\r\n", 1)[0].decode()
+    assert status_line.startswith("SIP/2.0 400 "), status_line
+    assert "cseq" in status_line.lower(), f"reason does not name the fault: {status_line}"
+    assert_call_works(gateway, sipp)
+
+
+def test_vanished_peer_ends_on_rtp_timeout_and_frees_its_ports(
+    gateway_factory: GatewayFactory, sipp: SippRunner, ports: PortAllocator
+) -> None:
+    need_sipp_pcaps()
+    first = ports.rtp_block(2)
+    # room for exactly one call: a leaked port pair would make the next call 503
+    gateway = gateway_factory(rtp_timeout=2, rtp_ports=f"{first}-{first + 1}")
+    result = sipp("uac_vanish", gateway.uri_host, "-s", "echo", timeout=15)
+    assert result.returncode == 0, result.explain()
+    gateway.wait_for_log(r"call \S+ ended .*reason=rtp_timeout", 10)
+    assert gateway.live_calls() == 0
+    assert_call_works(gateway, sipp)
+
+
+def test_second_call_gets_503_when_no_port_pair_is_free(
+    gateway_factory: GatewayFactory, sipp: SippRunner, ports: PortAllocator
+) -> None:
+    need_sipp_pcaps()
+    first = ports.rtp_block(2)
+    gateway = gateway_factory(rtp_ports=f"{first}-{first + 1}")
+    first_call = sipp.start("uac_pcap_echo", gateway.uri_host, "-s", "echo", timeout=40)
+    gateway.wait_for_log(r"call \S+ answered", 10)
+    second = sipp("uac_503", gateway.uri_host, "-s", "echo", timeout=10)
+    assert second.returncode == 0, second.explain()
+    gateway.wait_for_log(r"call \S+ rejected .*status=503", 5)
+    assert first_call.wait(40).returncode == 0
