@@ -24,11 +24,13 @@ import platform
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +158,21 @@ class GatewayProcess:
         argv += ["--database-url", self.database_url]
         return subprocess.run(argv, check=True, capture_output=True, text=True).stdout.strip()
 
+    def playout_dropped_frames(self) -> int | None:
+        """Frames of client audio the gateway says it dropped on purpose over the whole run:
+        the sum of its stream records' ``frames_dropped_overflow`` (a real-time sender's
+        standing backlog trimmed, frames of ticks a stalled clock skipped, overflow). Read
+        from its SQLite file once it has exited (it writes every record before it exits);
+        None if the file has no stream records table (the gateway never started)."""
+        path = self.database_url.removeprefix("sqlite:///")
+        with closing(sqlite3.connect(path)) as db:
+            try:
+                row = db.execute("SELECT SUM(frames_dropped_overflow) FROM media_streams")
+            except sqlite3.OperationalError:
+                return None
+            (total,) = row.fetchone()
+        return int(total or 0)
+
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -212,6 +229,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             code = gateway.stop()
             log_tail = gateway.log_path.read_text(errors="replace")[-3000:]
+        playout_dropped = gateway.playout_dropped_frames()
     outcome.update(
         {
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
@@ -222,6 +240,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             "gateway_exit": code,
             "gateway_log_tail": log_tail,
             "last_step_held": last_held(outcome["steps"]),
+            "gateway_playout_dropped_frames": playout_dropped,
         }
     )
     return outcome
@@ -338,6 +357,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     outcome = run_bench(args)
     print(f"\nlast step that held (zero loss, p99 within target): {outcome['last_step_held']}")
+    dropped = outcome["gateway_playout_dropped_frames"]
+    print(f"gateway's own count of client frames it dropped on purpose (trim, skip): {dropped}")
     args.out.mkdir(parents=True, exist_ok=True)
     name = args.name or ("conference" if args.conference else args.wire)
     json_path = args.out / f"{name}.json"

@@ -152,7 +152,11 @@ async def test_stream_server_reads_the_gateways_own_messages(wire: str) -> None:
 @pytest.mark.parametrize("wire", ["plivo", "voxology"])
 def test_bench_runs_a_small_ramp_on_a_json_wire(tmp_path: Path, wire: str) -> None:
     """The gateway dials the generator's server from the route's flow; at 4 streams
-    nothing is lost. Voxology is one-way: nothing comes back on RTP, and says so."""
+    nothing is lost on the way to the stream, and every echoed frame that did not come
+    back on RTP is one the gateway counted as dropped on purpose (its playout trims a
+    real-time sender's standing backlog, which a noisy machine's jitter can build; the
+    CI machine is shared, so how many is not asserted). Voxology is one-way: nothing
+    comes back on RTP, and says so."""
     outcome = small_ramp(tmp_path, wire, rtp_first=46000)
     saved = json.loads((tmp_path / f"{wire}.json").read_text())
     assert saved["steps"] == outcome["steps"]
@@ -167,10 +171,15 @@ def test_bench_runs_a_small_ramp_on_a_json_wire(tmp_path: Path, wire: str) -> No
         assert step["byes_from_gateway"] == 0
         if wire == "plivo":
             assert step["latency_ws_to_rtp_ms"]["count"] > 0
-            assert (step["lost_to_rtp"], step["dup_to_rtp"]) == (0, 0)
+            assert step["dup_to_rtp"] == 0
         else:
             assert step["latency_ws_to_rtp_ms"] is None
             assert (step["lost_to_rtp"], step["dup_to_rtp"]) == (None, None)
+    if wire == "plivo":
+        lost_to_rtp = sum(step["lost_to_rtp"] for step in outcome["steps"])
+        assert lost_to_rtp <= outcome["gateway_playout_dropped_frames"]
+    else:
+        assert outcome["gateway_playout_dropped_frames"] == 0  # nothing was played
 
 
 def test_conference_mode_refuses_a_json_wire() -> None:
