@@ -127,3 +127,30 @@ def test_second_call_gets_503_when_no_port_pair_is_free(
     assert second.returncode == 0, second.explain()
     gateway.wait_for_log(r"call \S+ rejected .*status=503", 5)
     assert first_call.wait(40).returncode == 0
+
+
+def test_session_refresh_without_sdp_is_answered_with_an_offer(
+    gateway_factory: GatewayFactory, sipp: SippRunner
+) -> None:
+    """A re-INVITE with no body gets a 200 with our offer (SIPp checks it lists PCMU,
+    PCMA and telephone-event); the answer in the ACK is applied: PCMA and hold, then
+    resume. Before, such a refresh got 488 and some PBXs hang up on that."""
+    gateway = gateway_factory()
+    result = sipp("uac_refresh_no_sdp", gateway.uri_host, "-s", "echo", timeout=20)
+    assert result.returncode == 0, result.explain()
+    events = [e.event for e in gateway.events() if e.event in ("hold", "resume")]
+    assert events == ["hold", "resume"]
+    answers = [e.fields for e in gateway.events("media") if "answer" in e.fields]
+    assert answers == [{"codec": "PCMA", "answer": "reinvite_ack"}] * 2
+    assert not gateway.events("reinvite_rejected")
+    gateway.wait_for_log(r"call \S+ ended .*by=remote", 5)
+
+
+def test_session_refresh_whose_ack_has_no_answer_hangs_up(
+    gateway_factory: GatewayFactory, sipp: SippRunner
+) -> None:
+    gateway = gateway_factory()
+    result = sipp("uac_refresh_no_answer", gateway.uri_host, "-s", "echo", timeout=20)
+    assert result.returncode == 0, result.explain()
+    gateway.wait_for_log(r"the ACK carried no SDP answer", 5)
+    gateway.wait_for_log(r"call \S+ ended .*by=local", 5)

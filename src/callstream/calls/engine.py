@@ -84,6 +84,8 @@ class Engine:
         self._by_handle: dict[str, Call] = {}
         self._sdp: dict[str, _SdpSession] = {}
         self._offers: dict[str, SessionDescription] = {}
+        self._answers_due: set[str] = set()
+        """Calls whose re-INVITE had no SDP: our 200 made the offer, the ACK must answer."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._byes_pending: set[str] = set()
         self._byes_done = asyncio.Event()
@@ -177,6 +179,8 @@ class Engine:
             self._finish(call, event.by, reason)
         elif isinstance(event, sip.ReinviteReceived):
             self._on_reinvite(call, event)
+        elif isinstance(event, sip.ReinviteConfirmed):
+            self._on_reinvite_confirmed(call, event)
         elif isinstance(event, sip.ReinviteAnswered):
             pass
         elif isinstance(event, sip.DtmfReceived):
@@ -260,6 +264,7 @@ class Engine:
         self._by_handle.pop(call.sip_handle, None)
         self._sdp.pop(call.id, None)
         self._offers.pop(call.id, None)
+        self._answers_due.discard(call.id)
 
     def _finish(self, call: Call, by: str, reason: str) -> None:
         """The call is over: free its media at once and record why."""
@@ -354,13 +359,19 @@ class Engine:
         if self._apply_remote_sdp(call, event.sdp):
             call.log("media", codec=call.codec, answer="ack")
 
-    # -- re-INVITE (hold / resume) -------------------------------------------------------------
+    # -- re-INVITE (hold / resume, session refresh) ---------------------------------------------
     def _on_reinvite(self, call: Call, event: sip.ReinviteReceived) -> None:
         leg = call.leg
         now = self.now()
+        if event.sdp is None and leg is not None and leg.media is not None:
+            # No offer (a session refresh, RFC 3264 §8, RFC 3261 §14.2): ours goes in
+            # the 200 and the ACK carries the answer (_on_reinvite_confirmed).
+            self._answers_due.add(call.id)
+            self.agent.answer_reinvite(call.sip_handle, 200, sdp=self._offer_sdp(call), now=now)
+            return
         try:
             if event.sdp is None or leg is None:
-                raise SdpError("re-INVITE without SDP is not supported", status=488)
+                raise SdpError("re-INVITE without SDP before the call has media", status=488)
             offer = SessionDescription.parse(event.sdp)
             media = negotiate(offer)
         except SdpError as exc:
@@ -371,8 +382,29 @@ class Engine:
         leg.apply_media(media, now)
         self._offers[call.id] = offer
         self.agent.answer_reinvite(call.sip_handle, 200, sdp=self._answer_sdp(call), now=now)
+        self._log_hold_change(call, was_held)
+
+    def _on_reinvite_confirmed(self, call: Call, event: sip.ReinviteConfirmed) -> None:
+        """The ACK of our 200 to a re-INVITE; after one without SDP it carries the answer."""
+        if call.id not in self._answers_due or call.leg is None:
+            return
+        self._answers_due.discard(call.id)
+        if event.sdp is None:
+            call.log("error", message="re-INVITE without SDP: the ACK carried no SDP answer")
+            self.hangup(call, "no_media")
+            return
+        was_held = call.leg.held
+        if self._apply_remote_sdp(call, event.sdp):
+            call.log("media", codec=call.codec, answer="reinvite_ack")
+            self._log_hold_change(call, was_held)
+
+    @staticmethod
+    def _log_hold_change(call: Call, was_held: bool) -> None:
+        leg = call.leg
+        if leg is None or leg.media is None:
+            return
         if leg.held and not was_held:
-            call.log("hold", direction=media.direction)
+            call.log("hold", direction=leg.media.direction)
         elif was_held and not leg.held:
             call.log("resume")
 

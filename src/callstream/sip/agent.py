@@ -44,6 +44,9 @@ Choices the RFC leaves open, as made here:
 - Late offer (an INVITE without SDP, RFC 3264 §5): ``IncomingCall.sdp`` is None, the
   offer goes in ``respond(200, sdp=...)`` and the ACK's answer arrives as
   ``CallConfirmed.sdp`` (None if the ACK carried none).
+- A re-INVITE without SDP (a session refresh, RFC 3264 §8): ``ReinviteReceived.sdp``
+  is None, our offer goes in ``answer_reinvite(200, sdp=...)`` and the ACK's answer
+  arrives as ``ReinviteConfirmed.sdp``; every re-INVITE's ACK is reported so.
 - A 2xx ACK that matches the INVITE's server transaction (RFC 2543 peers, or a
   reused branch) is still passed on and confirms the call.
 
@@ -78,6 +81,7 @@ from callstream.sip.events import (
     IncomingCall,
     MessageRejected,
     ReinviteAnswered,
+    ReinviteConfirmed,
     ReinviteReceived,
     SipEvent,
 )
@@ -116,6 +120,7 @@ __all__ = [
     "IncomingCall",
     "MessageRejected",
     "ReinviteAnswered",
+    "ReinviteConfirmed",
     "ReinviteReceived",
     "SipAgent",
     "SipEvent",

@@ -88,6 +88,19 @@ class ReinviteReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class ReinviteConfirmed:
+    """The ACK for our 2xx to the peer's re-INVITE arrived (§14.2, §13.3.1.4).
+
+    ``sdp`` is the ACK's application/sdp body, else None. It matters when the re-INVITE
+    carried no offer (a session refresh, RFC 3261 §14.2, RFC 3264 §8): our 2xx then
+    carried the offer and this is the answer.
+    """
+
+    call_handle: str
+    sdp: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
 class ReinviteAnswered:
     """Our re-INVITE got its final response (§14.1); 2xx already ACKed."""
 
@@ -123,6 +136,7 @@ SipEvent = (
     | CallCancelled
     | CallEnded
     | ReinviteReceived
+    | ReinviteConfirmed
     | ReinviteAnswered
     | DtmfReceived
     | MessageRejected

@@ -26,6 +26,7 @@ from callstream.sip.events import (
     CallConfirmed,
     DtmfReceived,
     IncomingCall,
+    ReinviteConfirmed,
     ReinviteReceived,
 )
 from callstream.sip.message import SipRequest, new_tag, response_for
@@ -138,7 +139,8 @@ class UasSessions(AgentCore):
         """The ACK of our 2xx (its own transaction, §17.1.1.3): stop re-sending the 2xx.
 
         The first ACK of the initial INVITE confirms the call, with the answer it
-        carries when the INVITE made a late offer (§13.2.1).
+        carries when the INVITE made a late offer (§13.2.1); the ACK of a re-INVITE's
+        2xx is reported too, with the answer when the re-INVITE made no offer.
         """
         call = self._dialogs.get((request.call_id, request.to_tag or "", request.from_tag or ""))
         if call is None or call.ok_datagram is None or request.cseq[0] != call.ok_cseq:
@@ -149,6 +151,8 @@ class UasSessions(AgentCore):
             self._events.append(CallConfirmed(call.handle, sdp_of(request)))
             if call.bye_requested:
                 self._send_bye(call, now)
+        else:  # the ACK of our 2xx to a re-INVITE
+            self._events.append(ReinviteConfirmed(call.handle, sdp_of(request)))
 
     def _on_cancel(
         self, request: SipRequest, destination: tuple[str, int], transport: str, now: float
