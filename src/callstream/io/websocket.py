@@ -1,17 +1,13 @@
 """WebSocket I/O for media streams (aiohttp, server and client side).
 
 The stream core calls ``send(message)`` from the media path (an RTP arrival or a clock
-tick), which must never wait. When the transport is accepting data and nothing is
-queued, ``WebSocketSender`` writes the frame at once: a 2- or 4-byte header (FIN and the
-opcode: RFC 6455 §5.2) and one ``transport.write``; waking a task per frame cost 14 % of
-the gateway's core at 100 streams (bench/RESULTS.md). A client-side socket (a stream the
-gateway dials: Plivo, Voxology, external media) must mask every frame (§5.1, §5.3): the
-mask bit, a fresh 4-byte key and the payload XORed with it, by aiohttp's own masking
-function (its C extension; the same ``random.getrandbits`` key aiohttp's writer uses).
-Otherwise (the peer is slow, a message over 64 KiB) the message is queued for the
-stream's one writer task (a task per stream, never per message), which also drains on
-back-pressure; nothing is written directly while that task is mid-send, so frames never
-overtake one another. A client that reads
+tick), which must never wait. On a server-side socket whose transport is accepting data
+and with nothing queued, ``WebSocketSender`` writes the frame at once: a 2- or 4-byte
+header (FIN and the opcode, no mask: RFC 6455 §5.2, a server never masks, §5.1) and one
+``transport.write``; waking a task per frame cost 14 % of the gateway's core at 100
+streams (bench/RESULTS.md). Otherwise (the peer is slow, a client-side socket, which
+must mask) the message is queued for the stream's one writer task (a task per stream,
+never per message), which also drains on back-pressure. A client that reads
 too slowly cannot make the call wait or the gateway's memory grow: past
 ``MAX_PENDING_MESSAGES`` the oldest queued messages are dropped and counted.
 
@@ -25,7 +21,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import random
 import ssl
 import struct
 from collections import deque
@@ -33,17 +28,6 @@ from collections.abc import Sequence
 
 import aiohttp
 from aiohttp import WSMsgType, web
-
-try:  # aiohttp's masking (C when built), as its own client writer uses
-    from aiohttp._websocket.helpers import websocket_mask
-except ImportError:  # pragma: no cover - an aiohttp that moved it
-
-    def websocket_mask(mask: bytes, data: bytearray) -> None:
-        """XOR ``data`` in place with the repeated 4-byte ``mask`` (RFC 6455 §5.3)."""
-        repeated = (mask * (len(data) // 4 + 1))[: len(data)]
-        masked = int.from_bytes(data, "big") ^ int.from_bytes(repeated, "big")
-        data[:] = masked.to_bytes(len(data), "big")
-
 
 from callstream.calls.streams import CLOSE_GOING_AWAY, StreamBase
 from callstream.wire.base import Message
@@ -64,26 +48,14 @@ _MAX_CACHED_HEADERS = 8
 _FIN_BINARY = 0x82
 _FIN_TEXT = 0x81
 _EXTENDED_LENGTH_16 = 126
-_MASK_BIT = 0x80
 _HEADER_16 = struct.Struct("!BBH")
-_MASK_KEY = struct.Struct("!L")
 
 
-def frame_header(opcode_byte: int, length_bytes: int, *, masked: bool = False) -> bytes:
-    """A frame's header (RFC 6455 §5.2) for a payload under 64 KiB; with ``masked`` the
-    mask bit is set (a client's frame: the 4-byte key follows the header)."""
-    mask_bit = _MASK_BIT if masked else 0
+def frame_header(opcode_byte: int, length_bytes: int) -> bytes:
+    """An unmasked frame's header (RFC 6455 §5.2) for a payload under 64 KiB."""
     if length_bytes < _EXTENDED_LENGTH_16:
-        return bytes((opcode_byte, length_bytes | mask_bit))
-    return _HEADER_16.pack(opcode_byte, _EXTENDED_LENGTH_16 | mask_bit, length_bytes)
-
-
-def masked_payload(payload: bytes, key: int) -> bytes:
-    """The 4-byte masking key followed by ``payload`` masked with it (RFC 6455 §5.3)."""
-    mask = _MASK_KEY.pack(key)
-    data = bytearray(payload)
-    websocket_mask(mask, data)
-    return mask + data
+        return bytes((opcode_byte, length_bytes))
+    return _HEADER_16.pack(opcode_byte, _EXTENDED_LENGTH_16, length_bytes)
 
 
 class WebSocketSender:
@@ -95,8 +67,6 @@ class WebSocketSender:
         self._wakeup = asyncio.Event()
         self._close_with: tuple[int, str] | None = None
         self.dropped_messages = 0
-        self._sending = False
-        """The writer task is inside an aiohttp send: a direct write could overtake it."""
         # one or two entries in practice: a wire's audio messages all have one length
         self._headers: dict[tuple[int, int], bytes] = {}
         self._task = asyncio.get_running_loop().create_task(self._run(), name=name)
@@ -116,7 +86,7 @@ class WebSocketSender:
     def _write_now(self, message: Message) -> bool:
         """Write ``message`` straight to the transport if nothing stands in the way."""
         writer = self._ws._writer
-        if writer is None or self._sending or writer._closing or writer.protocol._paused:
+        if writer is None or writer.use_mask or writer._closing or writer.protocol._paused:
             return False
         transport = writer.transport
         if transport.is_closing():
@@ -130,13 +100,10 @@ class WebSocketSender:
             return False  # media messages are far smaller; leave the rare big one to aiohttp
         header = self._headers.get((opcode_byte, length_bytes))
         if header is None:
-            header = frame_header(opcode_byte, length_bytes, masked=writer.use_mask)
+            header = frame_header(opcode_byte, length_bytes)
             if len(self._headers) < _MAX_CACHED_HEADERS:
                 self._headers[(opcode_byte, length_bytes)] = header
-        if writer.use_mask:
-            transport.write(header + masked_payload(payload, random.getrandbits(32)))
-        else:
-            transport.write(header + payload)
+        transport.write(header + payload)
         return True
 
     def close(self, code: int, reason: str) -> None:
@@ -161,14 +128,10 @@ class WebSocketSender:
                 self._wakeup.clear()
                 while queue:
                     message = queue.popleft()
-                    self._sending = True
-                    try:
-                        if isinstance(message, bytes):
-                            await ws.send_bytes(message)
-                        else:
-                            await ws.send_str(message)
-                    finally:
-                        self._sending = False
+                    if isinstance(message, bytes):
+                        await ws.send_bytes(message)
+                    else:
+                        await ws.send_str(message)
                 if self._close_with is not None:
                     code, reason = self._close_with
                     await ws.close(code=code, message=reason.encode()[:123])
