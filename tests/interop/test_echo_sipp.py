@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from tests.audio_analysis import dominant_frequency, rms_dbfs
+from tests.interop import pcap
 from tests.interop.conftest import GatewayFactory, SippRunner
 from tests.interop.harness import Capture, PortAllocator
 from tests.interop.listening import envelope_correlation, heard_on, pcap_audio
-from tests.interop.media import G711A_PCAP, decoded_ulaw, tone_ul
+from tests.interop.media import G711A_PCAP, decoded_ulaw, rtp_pcap, tone_ul
 
 
 def test_echo_returns_speech_and_reports_rfc4733_digit(
@@ -73,6 +74,41 @@ def test_echo_returns_tone_at_same_pitch_and_level(
     assert health is not None
     for key in ("media_clock_max_lag_ms", "media_clock_stalls", "media_clock_ticks_skipped"):
         assert isinstance(health[key], int | float) and health[key] >= 0, health
+
+
+def test_echo_of_pcmu_offered_under_a_dynamic_payload_type(
+    gateway_factory: GatewayFactory,
+    sipp: SippRunner,
+    ports: PortAllocator,
+    capture: Callable[[int], Capture],
+    tmp_path: Path,
+) -> None:
+    """``m=audio … RTP/AVP 96`` with ``a=rtpmap:96 PCMU/8000``: the gateway answers with
+    96, decodes SIPp's PT 96 packets as μ-law and echoes them back with PT 96."""
+    gateway = gateway_factory()
+    tone = rtp_pcap(tmp_path / "tone96.pcap", tone_ul(tmp_path, 1000).read_bytes(), 96)
+    media_port = ports.rtp_block(4)
+    with capture(media_port) as cap:
+        result = sipp(
+            "uac_tone_echo_dynamic_pt", gateway.uri_host, "-s", "echo", timeout=30,
+            media_port=media_port, files=[tone],
+        )  # fmt: skip
+    assert result.returncode == 0, result.explain()
+    _, packets = heard_on(cap.path, media_port)
+    assert packets and {p.pt for p in packets} == {96}
+    first = packets[0].seq
+    in_order = sorted(packets, key=lambda p: (p.seq - first) & 0xFFFF)
+    heard = b"".join(pcap.decode_g711(p.payload, pcap.PT_PCMU) for p in in_order)
+    loud = b"".join(
+        heard[i : i + 320] for i in range(0, len(heard), 320) if rms_dbfs(heard[i : i + 320]) > -30
+    )
+    assert len(loud) >= 2 * 8000 * 2.5, f"only {len(loud) / 16000:.2f} s of echo heard"
+    assert dominant_frequency(loud) == pytest.approx(1000, abs=20)
+    (answered,) = gateway.events("answered")
+    assert answered.fields["codec"] == "PCMU"
+    gateway.wait_for_log(r"call \S+ rtp ", 5)
+    (rtp,) = gateway.events("rtp")
+    assert int(rtp.fields["packets_in"]) >= 125
 
 
 def test_late_offer_call_is_answered_with_an_offer_and_echoes(

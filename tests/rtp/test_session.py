@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
-from callstream.codecs.g711 import alaw_decode, ulaw_decode, ulaw_encode
+from callstream.codecs.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from callstream.errors import ConfigError, MediaError, RtpError
 from callstream.media.frame import FRAME_BYTES, SILENCE
 from callstream.rtp.dtmf import DtmfDetector, DtmfDigit, TelephoneEvent
@@ -150,6 +152,40 @@ def test_set_payload_type_rejects_non_g711() -> None:
     assert session.payload_type == 0
     session.payload_type = 8
     assert RtpPacket.parse(session.send_frame(TONE)).payload_type == 8
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encode", "decode"),
+    [("PCMU", ulaw_encode, ulaw_decode), ("pcma", alaw_encode, alaw_decode)],
+)
+def test_a_dynamic_payload_type_mapped_to_g711_is_sent_and_decoded_as_it(
+    encoding: str, encode: Callable[[bytes], bytes], decode: Callable[[bytes], bytes]
+) -> None:
+    """SDP may map G.711 to a dynamic number (``a=rtpmap:96 PCMU/8000``): audio goes
+    out with that number and comes in decoded by it; the static numbers still decode."""
+    session = _session()
+    session.set_payload_type(96, encoding)
+    packet = RtpPacket.parse(session.send_frame(TONE))
+    assert (packet.payload_type, packet.payload) == (96, encode(TONE))
+    assert session.payload_type == 96
+    incoming = RtpPacket(96, 1, 160, 5, encode(TONE)).serialize()
+    assert session.receive(incoming).frames == [decode(encode(TONE))]
+    assert session.receive(_audio(2, payload_type=0)).frames == [ulaw_decode(ulaw_encode(TONE))]
+    assert session.unknown_payload_type == 0
+
+
+def test_a_dynamic_payload_type_needs_a_g711_encoding() -> None:
+    session = _session()
+    with pytest.raises(MediaError, match="^no G.711 codec for payload type 96$"):
+        session.set_payload_type(96)
+    with pytest.raises(MediaError, match="^no G.711 codec named 'opus'$"):
+        session.set_payload_type(96, "opus")
+    with pytest.raises(MediaError, match="^no G.711 codec for payload type 18$"):
+        session.set_payload_type(18, "PCMU")  # a static number is what it is
+    assert session.payload_type == 0
+    # a packet of an unmapped dynamic type is counted, not decoded
+    assert session.receive(RtpPacket(97, 1, 160, 5, b"\xff" * 160).serialize()).frames == []
+    assert session.unknown_payload_type == 1
 
 
 def test_send_frame_rejects_wrong_size() -> None:

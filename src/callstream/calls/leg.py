@@ -70,7 +70,7 @@ class Leg:
     def apply_media(self, media: NegotiatedMedia, now: float) -> None:
         """Use a negotiated offer/answer: codec, peer address, hold state."""
         self.media = media
-        self.session.set_payload_type(media.payload_type)
+        self.session.set_payload_type(media.payload_type, media.encoding)
         if media.telephone_event_pt is not None:
             self.session.telephone_event_pt = media.telephone_event_pt
         if self.remote is None or not self._latched:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from callstream.codecs.g711 import PCMA_PAYLOAD_TYPE, PCMU_PAYLOAD_TYPE, alaw_decode, ulaw_decode
 from callstream.codecs.g711 import encoder_for as _encoder_for
-from callstream.errors import ConfigError, RtpError
+from callstream.errors import ConfigError, MediaError, RtpError
 from callstream.media.frame import FRAME_BYTES, FRAME_SAMPLES, SILENCE
 from callstream.rtp.dtmf import DtmfDetector, DtmfDigit, DtmfSender
 from callstream.rtp.packet import RTP_HEADER, RtpPacket, is_rtcp
@@ -28,6 +28,8 @@ _DECODERS: dict[int, Callable[[bytes], bytes]] = {
     PCMU_PAYLOAD_TYPE: ulaw_decode,
     PCMA_PAYLOAD_TYPE: alaw_decode,
 }
+_STATIC_BY_ENCODING = {"PCMU": PCMU_PAYLOAD_TYPE, "PCMA": PCMA_PAYLOAD_TYPE}
+_DYNAMIC_FIRST, _DYNAMIC_LAST = 96, 127  # RFC 3551 §6
 _FIRST_BYTE = 0x80  # version 2, no padding, extension or CSRC
 _MARKER_BIT = 0x80
 
@@ -48,7 +50,9 @@ class RtpSession:
     """One leg's RTP: receive() per datagram, send_frame()/send_tick() per 20 ms tick.
 
     Audio is sent as PCMU (0) or PCMA (8), ``payload_type``; received audio in
-    either is decoded whatever was negotiated (peers switch after re-INVITEs).
+    either is decoded whatever was negotiated (peers switch after re-INVITEs). A
+    dynamic payload type that SDP mapped to PCMU or PCMA (``a=rtpmap:96 PCMU/8000``,
+    RFC 3551 §3) is sent and decoded as that codec (``set_payload_type(96, "PCMU")``).
     ``ssrc``, ``initial_sequence`` and ``initial_timestamp`` are random when None,
     as RFC 3550 §5.1 asks.
     """
@@ -69,6 +73,7 @@ class RtpSession:
         self._payload_type = payload_type
         self._encode = _encoder_for(payload_type)
         self._silence = self._encode(SILENCE)
+        self._decoders = _DECODERS
         self._reorder = ReorderBuffer()
         self._detector = DtmfDetector()
         self._sender = DtmfSender()
@@ -90,11 +95,29 @@ class RtpSession:
     def payload_type(self, payload_type: int) -> None:
         self.set_payload_type(payload_type)
 
-    def set_payload_type(self, payload_type: int) -> None:
-        """Send audio with another G.711 payload type from the next tick (MediaError if not)."""
-        self._encode = _encoder_for(payload_type)
+    def set_payload_type(self, payload_type: int, encoding: str | None = None) -> None:
+        """Send audio with another payload type from the next tick.
+
+        A static type (0 PCMU, 8 PCMA) names its codec; a dynamic one (96–127) needs
+        ``encoding``, the codec its SDP rtpmap gave ("PCMU" or "PCMA"), and received
+        packets of that type are decoded with it too. MediaError otherwise.
+        """
+        if payload_type in _DECODERS:
+            static = payload_type
+        elif _DYNAMIC_FIRST <= payload_type <= _DYNAMIC_LAST and encoding is not None:
+            found = _STATIC_BY_ENCODING.get(encoding.upper())
+            if found is None:
+                raise MediaError(f"no G.711 codec named {encoding!r}")
+            static = found
+        else:
+            raise MediaError(f"no G.711 codec for payload type {payload_type}")
+        self._encode = _encoder_for(static)
         self._silence = self._encode(SILENCE)
         self._payload_type = payload_type
+        if payload_type == static:
+            self._decoders = _DECODERS
+        else:
+            self._decoders = {**_DECODERS, payload_type: _DECODERS[static]}
 
     # -- receiving ---------------------------------------------------------------------
     @property
@@ -147,7 +170,7 @@ class RtpSession:
         media = ReceivedMedia()
         for packet in packets:
             payload_type = packet.payload_type
-            decode = _DECODERS.get(payload_type)
+            decode = self._decoders.get(payload_type)
             if decode is not None:
                 digit = self._detector.audio_received(packet)
                 if digit is not None:
