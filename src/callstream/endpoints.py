@@ -10,13 +10,15 @@ from callstream.errors import SipParseError
 from callstream.sip.uri import SipUri
 
 E164 = re.compile(r"\+[1-9][0-9]{7,14}")
+"""An E.164 number as callstream takes it everywhere (API, flows, Voxology scripts)."""
+E164_RULE = "+ and 8 to 15 digits, the first not 0"
 
 
 def target_fault(kind: str, target: str) -> str | None:
     """Why ``target`` is not a valid target for an endpoint of ``kind``, or None."""
     if kind == "tel":
         if not E164.fullmatch(target):
-            return "not an E.164 number (+ and 8 to 15 digits)"
+            return f"not an E.164 number ({E164_RULE})"
         return None
     try:
         uri = SipUri.parse(target)

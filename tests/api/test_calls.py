@@ -96,7 +96,7 @@ BAD_CALLS = [
     ),
     pytest.param(
         call_body(destinations=[{"type": "tel", "target": "555-1234"}]),
-        "destinations[0].target: not an E.164 number (+ and 8 to 15 digits)",
+        "destinations[0].target: not an E.164 number (+ and 8 to 15 digits, the first not 0)",
         id="bad tel",
     ),
     pytest.param(

@@ -414,7 +414,7 @@ def test_rejections_name_index_and_field(raw: object, message: str) -> None:
                 }
             ],
             "action 0 (connect): option.destinations[1].target must be an E.164 number "
-            "(+ and 8 to 15 digits)",
+            "(+ and 8 to 15 digits, the first not 0)",
         ),
         (
             [
@@ -424,7 +424,17 @@ def test_rejections_name_index_and_field(raw: object, message: str) -> None:
                 }
             ],
             "action 0 (connect): option.destinations[0].target must be an E.164 number "
-            "(+ and 8 to 15 digits)",
+            "(+ and 8 to 15 digits, the first not 0)",
+        ),
+        (
+            [
+                {
+                    "type": "connect",
+                    "option": {"destinations": [{"type": "tel", "target": "+0155512345"}]},
+                }
+            ],
+            "action 0 (connect): option.destinations[0].target must be an E.164 number "
+            "(+ and 8 to 15 digits, the first not 0)",
         ),
         (
             [
@@ -434,7 +444,7 @@ def test_rejections_name_index_and_field(raw: object, message: str) -> None:
                 }
             ],
             "action 0 (connect): option.destinations[0].target must be an E.164 number "
-            "(+ and 8 to 15 digits)",
+            "(+ and 8 to 15 digits, the first not 0)",
         ),
         (
             [
@@ -444,7 +454,7 @@ def test_rejections_name_index_and_field(raw: object, message: str) -> None:
                 }
             ],
             "action 0 (connect): option.destinations[0].target must be an E.164 number "
-            "(+ and 8 to 15 digits)",
+            "(+ and 8 to 15 digits, the first not 0)",
         ),
         (
             [

@@ -25,6 +25,11 @@ SEED_SCRIPT = (
 
 BOTH = ["caller", "transfer"]
 
+TRANSFER_FAULT = (
+    "params.destination must be a SIP URI or an E.164 number"
+    " (+ and 8 to 15 digits, the first not 0)"
+)
+
 
 def validate(actions: list[dict[str, Any]]) -> None:
     """What the core will do: parse_actions once stream_start/stop are registered;
@@ -270,15 +275,19 @@ def reject(actions: object) -> str:
         ),
         (
             {"type": "TRANSFER", "params": {"destination": "4155550123"}},
-            "params.destination must be a SIP URI or an E.164 number (+ and 8 to 15 digits)",
+            TRANSFER_FAULT,
+        ),
+        (
+            {"type": "TRANSFER", "params": {"destination": "+04155550123"}},  # no country code 0
+            TRANSFER_FAULT,
         ),
         (
             {"type": "TRANSFER", "params": {"destination": "sip:"}},
-            "params.destination must be a SIP URI or an E.164 number (+ and 8 to 15 digits)",
+            TRANSFER_FAULT,
         ),
         (
             {"type": "TRANSFER", "params": {}},
-            "params.destination must be a SIP URI or an E.164 number (+ and 8 to 15 digits)",
+            TRANSFER_FAULT,
         ),
         (
             {"type": "STREAM", "params": {"url": "http://x"}},

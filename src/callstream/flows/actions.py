@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from callstream.endpoints import E164, E164_RULE
 from callstream.errors import ConfigError, SipParseError
 from callstream.sip.uri import SipUri
 
@@ -39,7 +40,6 @@ DTMF_DIGITS = frozenset("0123456789*#ABCD")
 _LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
 # Only the canonical 8-4-4-4-12 form: uuid.UUID() also takes braces, URNs and bare hex.
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_E164 = re.compile(r"\+[0-9]{8,15}")
 
 
 def _new_id() -> str:
@@ -341,8 +341,8 @@ def _endpoint(f: _Fields, name: str, raw: object) -> Endpoint:
     target = raw.get("target")
     if not isinstance(target, str):
         raise f.fail(f"{name}.target", "must be a string")
-    if kind == "tel" and not _E164.fullmatch(target):
-        raise f.fail(f"{name}.target", "must be an E.164 number (+ and 8 to 15 digits)")
+    if kind == "tel" and not E164.fullmatch(target):
+        raise f.fail(f"{name}.target", f"must be an E.164 number ({E164_RULE})")
     if kind == "sip":
         try:
             scheme = SipUri.parse(target).scheme

@@ -46,6 +46,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from callstream.endpoints import E164, E164_RULE
 from callstream.errors import ConfigError, SipParseError
 from callstream.flows.actions import MAX_DURATION_MS, MAX_TALK_CHARS
 from callstream.sip.uri import SipUri
@@ -65,9 +66,8 @@ VOICE_GENDERS: Final[Mapping[str, str]] = {
 START_OPTIONS: Final = ("protocol", "url", "tracks", "stream_data", "name")
 STOP_OPTIONS: Final = ("protocol", "url", "stream_data")
 
-# The same rules as flows.actions: RFC 5646 §2.1 loosely, and E.164 with its "+".
+# The same rules as flows.actions: RFC 5646 §2.1 loosely (E.164: callstream.endpoints).
 _LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
-_E164 = re.compile(r"\+[0-9]{8,15}")
 
 Fail = Callable[[str, str], ConfigError]
 """Builds the error for one field: (field name, why) -> ConfigError."""
@@ -236,7 +236,7 @@ def _pause(p: _Params) -> dict[str, Any]:
 def _transfer(p: _Params) -> dict[str, Any]:
     destination = p.params.get("destination")
     endpoint: dict[str, str] | None = None
-    if isinstance(destination, str) and _E164.fullmatch(destination):
+    if isinstance(destination, str) and E164.fullmatch(destination):
         endpoint = {"type": "tel", "target": destination}
     elif isinstance(destination, str) and destination.startswith(("sip:", "sips:")):
         try:
@@ -245,7 +245,7 @@ def _transfer(p: _Params) -> dict[str, Any]:
         except SipParseError:
             pass
     if endpoint is None:
-        raise p.fail("destination", "must be a SIP URI or an E.164 number (+ and 8 to 15 digits)")
+        raise p.fail("destination", f"must be a SIP URI or an E.164 number ({E164_RULE})")
     return {"type": "connect", "option": {"destinations": [endpoint]}}
 
 
