@@ -98,6 +98,17 @@ def test_trunks_and_route_accounts(tmp_path: Path) -> None:
     (trunk,) = settings.trunks
     assert (trunk.name, trunk.proxy, trunk.transport) == ("carrier", "127.0.0.1:5080", "TCP")
     assert trunk.inbound_addresses == ("127.0.0.2", "::1") and trunk.account == "acme"
+    assert (trunk.register, trunk.register_expires) == (False, 600)
+
+
+def test_a_registering_trunk_names_its_registrar_and_address_of_record(tmp_path: Path) -> None:
+    text = "[[trunks]]\nname = 'c'\nproxy = '{proxy}'\nusername = 'alice'\nregister = true\n"
+    for proxy, registrar, aor in (
+        ("127.0.0.1:5080", "sip:127.0.0.1:5080", "sip:alice@127.0.0.1"),
+        ("[::1]", "sip:[::1]:5060", "sip:alice@[::1]"),
+    ):
+        (trunk,) = load_settings(write(tmp_path, text.format(proxy=proxy)), {}).trunks
+        assert (trunk.register, trunk.registrar, trunk.aor) == (True, registrar, aor)
 
 
 @pytest.mark.parametrize(
@@ -111,6 +122,12 @@ def test_trunks_and_route_accounts(tmp_path: Path) -> None:
             "trunks[0].inbound_addresses: 'nope' is not an IP address",
         ),
         ("[[trunks]]\nname = 'a'\nproxy = 'h'\ncolour = 1\n", "trunks[0]: unknown key 'colour'"),
+        ("[[trunks]]\nname = 'a'\nproxy = 'h'\nregister = 1\n", "trunks[0].register: must be"),
+        ("[[trunks]]\nname = 'a'\nproxy = 'h'\nregister = true\n", "trunks[0].username: required"),
+        (
+            "[[trunks]]\nname = 'a'\nproxy = 'h'\nregister_expires = 30\n",
+            "trunks[0].register_expires: must be seconds, 60 to 86400",
+        ),
     ],
 )
 def test_bad_trunks_name_the_field(tmp_path: Path, text: str, message: str) -> None:

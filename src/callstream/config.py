@@ -88,7 +88,9 @@ class Trunk:
 
     ``tel`` destinations of the trunk's account are sent to ``proxy``, authenticating with
     ``username``/``password`` when challenged; when any trunk lists ``inbound_addresses``,
-    INVITEs from other addresses are refused with 403.
+    INVITEs from other addresses are refused with 403. With ``register = true`` the
+    gateway registers ``sip:username@proxy-host`` at the proxy (its Contact's user is the
+    username) for ``register_expires`` seconds, refreshed, and removes it at shutdown.
     """
 
     name: str
@@ -99,6 +101,22 @@ class Trunk:
     inbound_addresses: tuple[str, ...] = ()
     account: str = "default"
     media_stream: dict[str, Any] | None = None
+    register: bool = False
+    register_expires: int = 600
+
+    @property
+    def registrar(self) -> str:
+        """The SIP URI REGISTER is sent to: the proxy."""
+        host, port = parse_host_port(self.proxy, "proxy")
+        host = f"[{host}]" if ":" in host else host
+        return f"sip:{host}:{port}"
+
+    @property
+    def aor(self) -> str:
+        """The address-of-record registered: ``sip:username@proxy-host``."""
+        host, _ = parse_host_port(self.proxy, "proxy")
+        host = f"[{host}]" if ":" in host else host
+        return f"sip:{self.username}@{host}"
 
     @classmethod
     def parse(cls, index: int, raw: object) -> Trunk:
@@ -131,6 +149,18 @@ class Trunk:
         media_stream = raw.get("media_stream")
         if media_stream is not None and not isinstance(media_stream, Mapping):
             raise ConfigError(f"{where}.media_stream: must be a table")
+        register = raw.get("register", False)
+        if not isinstance(register, bool):
+            raise ConfigError(f"{where}.register: must be true or false")
+        if register and not raw.get("username"):
+            raise ConfigError(f"{where}.username: required to register")
+        register_expires = raw.get("register_expires", 600)
+        if (
+            isinstance(register_expires, bool)
+            or not isinstance(register_expires, int)
+            or not 60 <= register_expires <= 86400
+        ):
+            raise ConfigError(f"{where}.register_expires: must be seconds, 60 to 86400")
         return cls(
             name=raw["name"],
             proxy=raw["proxy"],
@@ -140,6 +170,8 @@ class Trunk:
             inbound_addresses=tuple(addresses),
             account=raw.get("account", "default"),
             media_stream=dict(media_stream) if media_stream is not None else None,
+            register=register,
+            register_expires=register_expires,
         )
 
 

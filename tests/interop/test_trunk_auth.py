@@ -1,4 +1,5 @@
-"""``callstream dial`` through a SIP trunk that demands digest authentication."""
+"""A SIP trunk that demands digest authentication: ``callstream dial`` through it, and
+the gateway registering at it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.audio_analysis import dominant_frequency, rms_dbfs
-from tests.interop.conftest import SippRunner
+from tests.interop.conftest import GatewayFactory, SippRunner
 from tests.interop.harness import HOST, PortAllocator, callstream_cli, read_wav
 from tests.interop.media import tone_ul
 
@@ -46,3 +47,34 @@ def test_dial_with_wrong_password_fails_with_status(
     trunk.wait(30)
     assert result.returncode == 1
     assert "call failed: 403 Forbidden" in result.stderr
+
+
+def test_gateway_registers_at_the_trunk_refreshes_and_unregisters(
+    gateway_factory: GatewayFactory, sipp: SippRunner
+) -> None:
+    """A trunk with ``register = true``: SIPp as its registrar challenges every
+    REGISTER and checks the digest (verifyauth); it grants 10 s, so the gateway
+    refreshes within seconds, and at SIGTERM the binding is removed (Expires: 0)."""
+    registrar = sipp.start("uas_register", None, timeout=40, listen=True)
+    gateway = gateway_factory(
+        f"""
+[[trunks]]
+name = "carrier"
+proxy = "{HOST}:{registrar.port}"
+username = "alice"
+password = "secret"
+register = true
+register_expires = 60
+"""
+    )
+    gateway.wait_for_log(r"trunk carrier registered expires=10", 10)
+    health = gateway.health()
+    assert health is not None
+    (registration,) = health["registrations"]
+    assert registration["aor"] == f"sip:alice@{HOST}"
+    assert (registration["state"], registration["expires"]) == ("registered", 10)
+    gateway.wait_for_log(r"(?s)registered expires=10.*registered expires=10", 15)  # refreshed
+    assert gateway.stop() == 0
+    assert "trunk carrier unregistered" in gateway.log()
+    result = registrar.wait(20)
+    assert result.returncode == 0, result.explain()

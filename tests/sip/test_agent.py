@@ -680,6 +680,8 @@ def test_public_names_stay_importable_from_the_agent_module() -> None:
             "ReinviteAnswered",
             "ReinviteConfirmed",
             "ReinviteReceived",
+            "Registered",
+            "RegistrationFailed",
             "SipAgent",
             "SipEvent",
             "SipTimers",

@@ -41,6 +41,18 @@ FAILURE_REASONS = {486: "busy", 600: "busy", 408: "noanswer", 480: "noanswer", 4
 CallRunner = Callable[[Call], Awaitable[None]]
 
 
+@dataclass
+class TrunkRegistration:
+    """What /healthz reports of one trunk's registration."""
+
+    name: str
+    aor: str
+    registrar: str
+    state: str = "registering"  # registered | failed | unregistered
+    expires: int = 0
+    last_error: str | None = None
+
+
 class IncomingCallRouter:
     """Decides what an inbound call does: a runner coroutine, or a SIP rejection status."""
 
@@ -90,6 +102,9 @@ class Engine:
         self._byes_pending: set[str] = set()
         self._byes_done = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.registrations: dict[str, TrunkRegistration] = {}
+        """Trunk registrations by the SIP agent's handle (``register_trunk``)."""
+        self._unregistered = asyncio.Event()
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -109,13 +124,22 @@ class Engine:
         self.clock.start()
 
     async def stop(self, *, grace_s: float = 2.0) -> None:
-        """Hang up every live call (BYE/CANCEL/480), wait briefly for the BYEs, close."""
+        """Hang up every live call (BYE/CANCEL/480), remove our registrations (Expires: 0),
+        wait briefly for the BYEs and the registrars, close."""
         for call in list(self.calls.values()):
             self.hangup(call, "shutdown")
+        if self.registrations:
+            self._unregistered.clear()
+            for handle in self.registrations:
+                self.agent.unregister(handle, self.now())
+            self.transport.pump()
         if self._byes_pending:
             self._byes_done.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._byes_done.wait(), grace_s)
+        if self.registrations:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._unregistered.wait(), grace_s)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -140,6 +164,55 @@ class Engine:
         if not task.cancelled() and task.exception() is not None:
             logger.error("task %s failed", task.get_name(), exc_info=task.exception())
 
+    # -- trunk registrations ------------------------------------------------------------------
+    def register_trunk(
+        self,
+        name: str,
+        *,
+        registrar: str,
+        aor: str,
+        contact_user: str,
+        expires: int,
+        credentials: DigestCredentials | None,
+        transport: str,
+    ) -> None:
+        """Keep ``aor`` registered at ``registrar`` until ``stop()`` (RFC 3261 §10)."""
+        handle = self.agent.register(
+            registrar,
+            aor,
+            expires=expires,
+            now=self.now(),
+            contact_user=contact_user,
+            credentials=credentials,
+            transport=transport,
+        )
+        self.registrations[handle] = TrunkRegistration(name, aor, registrar)
+        logger.info("trunk %s registering %s at %s", name, aor, registrar)
+        self.transport.pump()
+
+    def _on_registration_event(self, event: sip.Registered | sip.RegistrationFailed) -> None:
+        registration = self.registrations.get(event.registration_handle)
+        if registration is None:
+            return
+        if isinstance(event, sip.Registered) and event.expires == 0:
+            registration.state = "unregistered"
+            logger.info("trunk %s unregistered", registration.name)
+        elif isinstance(event, sip.Registered):
+            registration.state = "registered"
+            registration.expires = event.expires
+            logger.info("trunk %s registered expires=%d", registration.name, event.expires)
+        else:
+            registration.state = "failed"
+            registration.last_error = f"{event.status} {event.reason}"
+            logger.warning(
+                "trunk %s registration failed status=%d reason=%r (tried again later)",
+                registration.name,
+                event.status,
+                event.reason,
+            )
+        if self.agent.registrations == 0:
+            self._unregistered.set()
+
     # -- SIP events ---------------------------------------------------------------------------
     def _on_sip_event(self, event: sip.SipEvent) -> None:
         if isinstance(event, sip.IncomingCall):
@@ -152,6 +225,9 @@ class Engine:
                 event.status,
                 event.reason,
             )
+            return
+        if isinstance(event, sip.Registered | sip.RegistrationFailed):
+            self._on_registration_event(event)
             return
         handle = event.call_handle
         if isinstance(event, sip.CallEnded) and event.by == "local":

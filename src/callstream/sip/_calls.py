@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum, auto
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from callstream.errors import SipProtocolError
 from callstream.sip.auth import DigestCredentials
@@ -33,6 +33,9 @@ from callstream.sip.transaction import (
     TransactionNotification,
     is_reliable,
 )
+
+if TYPE_CHECKING:
+    from callstream.sip.registration import Registration
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
 ACCEPT = "application/sdp, application/dtmf-relay"
@@ -94,7 +97,7 @@ class CallState:
         return min(times) if times else None
 
 
-Timed = Transaction | CallState
+Timed: TypeAlias = "Transaction | CallState | Registration"
 
 
 class TimerQueue:
@@ -184,6 +187,9 @@ class AgentCore:
         self._client_txns: dict[tuple[str, str], ClientTransaction] = {}
         self._server_txns: dict[tuple[str, ...], ServerTransaction] = {}
         self._timer_queue = TimerQueue()
+        # registrations (callstream.sip.registration): by handle, and REGISTER in flight
+        self._registrations: dict[str, Registration] = {}
+        self._register_txns: dict[tuple[str, str], str] = {}
 
     def _drain(self, txn: Transaction, now: float) -> None:
         """Move a transaction's output to the agent: datagrams, TU notifications, timer."""

@@ -80,12 +80,15 @@ from callstream.sip.events import (
     DtmfReceived,
     IncomingCall,
     MessageRejected,
+    Registered,
+    RegistrationFailed,
     ReinviteAnswered,
     ReinviteConfirmed,
     ReinviteReceived,
     SipEvent,
 )
 from callstream.sip.message import SipRequest, SipRequestParseError, SipResponse, parse_message
+from callstream.sip.registration import Registration, RegistrationClient
 from callstream.sip.transaction import (
     Datagram,
     InviteClientTransaction,
@@ -122,6 +125,8 @@ __all__ = [
     "ReinviteAnswered",
     "ReinviteConfirmed",
     "ReinviteReceived",
+    "Registered",
+    "RegistrationFailed",
     "SipAgent",
     "SipEvent",
     "SipTimers",
@@ -136,14 +141,15 @@ def _answered_2xx(txn: ServerTransaction) -> bool:
     return response is not None and 200 <= response.status < 300
 
 
-class SipAgent(UacSessions, UasSessions):
+class SipAgent(UacSessions, UasSessions, RegistrationClient):
     """A SIP user agent (UAC and UAS) for one local address, RFC 3261 §8 and §12–§17.
 
     Feed it with :meth:`receive_datagram` / :meth:`receive_message` and
     :meth:`handle_timer`; drain :meth:`datagrams_to_send` and :meth:`next_event`; arm
     one timer at :meth:`get_timer`. No call ever raises out of the receive methods.
     The operations on calls come from :mod:`callstream.sip.uac` (outgoing) and
-    :mod:`callstream.sip.uas` (incoming).
+    :mod:`callstream.sip.uas` (incoming); registrations from
+    :mod:`callstream.sip.registration`.
     """
 
     # --- bytes, time and events ------------------------------------------------------
@@ -172,6 +178,8 @@ class SipAgent(UacSessions, UasSessions):
             try:
                 if isinstance(owner, CallState):
                     self._call_timer(owner, now)
+                elif isinstance(owner, Registration):
+                    self._registration_timer(owner, now)
                 else:
                     owner.handle_timer(now)
                     self._drain(owner, now)
@@ -309,6 +317,12 @@ class SipAgent(UacSessions, UasSessions):
     ) -> None:
         if isinstance(notice, TransactionTerminated):
             self._remove_txn(txn)
+            return
+        if isinstance(txn, NonInviteClientTransaction) and txn.key in self._register_txns:
+            if isinstance(notice, ResponseReceived):
+                self._on_register_outcome(txn.key, notice.response, notice.response.status, now)
+            elif isinstance(notice, TransactionTimedOut | TransportFailed):
+                self._on_register_outcome(txn.key, None, notice.status, now)
             return
         call = self._calls.get(txn.call_handle or "")
         if call is None or not isinstance(

@@ -110,6 +110,23 @@ class ReinviteAnswered:
 
 
 @dataclass(frozen=True, slots=True)
+class Registered:
+    """A registrar accepted our binding for ``expires`` seconds (0: it is removed)."""
+
+    registration_handle: str
+    expires: int
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationFailed:
+    """A REGISTER was refused (``status``) or went unanswered (408); it is tried again."""
+
+    registration_handle: str
+    status: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class DtmfReceived:
     """A digit arrived in an INFO (application/dtmf-relay or application/dtmf)."""
 
@@ -139,5 +156,7 @@ SipEvent = (
     | ReinviteConfirmed
     | ReinviteAnswered
     | DtmfReceived
+    | Registered
+    | RegistrationFailed
     | MessageRejected
 )
