@@ -133,6 +133,8 @@ class Engine:
             for handle in self.registrations:
                 self.agent.unregister(handle, self.now())
             self.transport.pump()
+            if self.agent.registrations == 0:  # none was left to remove
+                self._unregistered.set()
         if self._byes_pending:
             self._byes_done.clear()
             with contextlib.suppress(TimeoutError):
