@@ -19,7 +19,6 @@ from callstream.calls.service import CallService
 from callstream.config import Settings
 from callstream.errors import ConfigError
 from callstream.media.clock import freeze_startup_heap
-from callstream.sip.auth import DigestCredentials
 from callstream.store import open_store
 from callstream.store.base import Store
 from callstream.store.writer import RecordWriter
@@ -62,22 +61,7 @@ class Gateway:
         if freeze_heap:  # before the media clock starts: the collection takes a while
             freeze_startup_heap()
         await self.engine.start()
-        for trunk in self.settings.trunks:
-            if trunk.register:
-                credentials = (
-                    DigestCredentials(trunk.username or "", trunk.password)
-                    if trunk.password is not None
-                    else None
-                )
-                self.engine.register_trunk(
-                    trunk.name,
-                    registrar=trunk.registrar,
-                    aor=trunk.aor,
-                    contact_user=trunk.username or "callstream",
-                    expires=trunk.register_expires,
-                    credentials=credentials,
-                    transport=trunk.transport,
-                )
+        self.service.sync_registrations()  # trunks with register = true
         app = create_api(self.service, self.store)
         app.router.add_get("/healthz", self._healthz)
         self._http_runner = web.AppRunner(app, access_log_class=ApiAccessLogger)
@@ -137,8 +121,8 @@ class Gateway:
             body["media_clock_ticks_skipped"] = clock.ticks_skipped
         if self.engine.registrations:
             body["registrations"] = [
-                {"trunk": r.name, "aor": r.aor, "state": r.state, "expires": r.expires,
-                 "error": r.last_error}
+                {"trunk": r.spec.name, "aor": r.spec.aor, "state": r.state,
+                 "expires": r.expires, "error": r.last_error}
                 for r in self.engine.registrations.values()
             ]  # fmt: skip
         return web.json_response(body)

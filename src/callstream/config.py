@@ -106,17 +106,11 @@ class Trunk:
 
     @property
     def registrar(self) -> str:
-        """The SIP URI REGISTER is sent to: the proxy."""
-        host, port = parse_host_port(self.proxy, "proxy")
-        host = f"[{host}]" if ":" in host else host
-        return f"sip:{host}:{port}"
+        return registrar_of(self.proxy)
 
     @property
     def aor(self) -> str:
-        """The address-of-record registered: ``sip:username@proxy-host``."""
-        host, _ = parse_host_port(self.proxy, "proxy")
-        host = f"[{host}]" if ":" in host else host
-        return f"sip:{self.username}@{host}"
+        return aor_of(self.username or "", self.proxy)
 
     @classmethod
     def parse(cls, index: int, raw: object) -> Trunk:
@@ -173,6 +167,20 @@ class Trunk:
             register=register,
             register_expires=register_expires,
         )
+
+
+def registrar_of(proxy: str) -> str:
+    """The SIP URI a trunk's REGISTER is sent to: its proxy (``host:port``)."""
+    host, port = parse_host_port(proxy, "proxy")
+    host = f"[{host}]" if ":" in host else host
+    return f"sip:{host}:{port}"
+
+
+def aor_of(username: str, proxy: str) -> str:
+    """The address-of-record a trunk registers: ``sip:username@proxy-host``."""
+    host, _ = parse_host_port(proxy, "proxy")
+    host = f"[{host}]" if ":" in host else host
+    return f"sip:{username}@{host}"
 
 
 def parse_host_port(text: str, where: str) -> tuple[str, int]:

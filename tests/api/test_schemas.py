@@ -7,6 +7,7 @@ from callstream.api.schemas import (
     CALL_CREATE,
     ENDPOINT,
     TRUNK_WRITE,
+    Boolean,
     Choice,
     Integer,
     ListOf,
@@ -35,6 +36,15 @@ def test_integer_refuses_booleans_and_floats() -> None:
     assert message(size, True, "n") == "n: must be an integer"
     assert message(size, 2.0, "n") == "n: must be an integer"
     assert message(size, 101, "n") == "n: must be between 1 and 100"
+
+
+def test_boolean_takes_only_true_and_false() -> None:
+    flag = Boolean()
+    assert (flag.check(True, "b"), flag.check(False, "b")) == (True, False)
+    for value in (1, 0, "true", None):
+        with pytest.raises(ConfigError, match="^b: must be true or false$"):
+            flag.check(value, "b")
+    assert flag.json_schema() == {"type": "boolean"}
 
 
 def test_text_limits() -> None:
@@ -77,6 +87,8 @@ def test_optional_fields_get_defaults_and_absent_passwords_are_marked() -> None:
         "username": None,
         "password": ABSENT,
         "inbound_addresses": [],
+        "register": False,
+        "register_expires": 600,
     }
 
 

@@ -44,6 +44,28 @@ async def test_crud_never_returns_the_password(api: Api) -> None:
     assert await api.store.all_trunks() == []
 
 
+def bad(message: str) -> dict[str, Any]:
+    return error("invalid_request", message)
+
+
+async def test_register_needs_a_username_and_is_stored(api: Api) -> None:
+    bare = {"name": "t", "proxy": "127.0.0.1:5080", "register": True}
+    status, body = await api.call("POST", "/v1.0/trunks", bare)
+    assert (status, body) == (400, bad("username: required when register is true"))
+    status, body = await api.call("POST", "/v1.0/trunks", bare | {"register_expires": 30})
+    assert (status, body) == (400, bad("register_expires: must be between 60 and 86400"))
+    status, body = await api.call("POST", "/v1.0/trunks", bare | {"register": "yes"})
+    assert (status, body) == (400, bad("register: must be true or false"))
+    status, trunk = await api.call("POST", "/v1.0/trunks", bare | {"username": "alice"})
+    assert status == 200
+    assert (trunk["register"], trunk["register_expires"]) == (True, 600)
+    stored = await api.store.get_trunk(api.account_a.id, trunk["id"])
+    assert stored is not None and (stored.register, stored.username) == (True, "alice")
+    path = f"/v1.0/trunks/{trunk['id']}"
+    status, updated = await api.call("PUT", path, {"name": "t", "proxy": "127.0.0.1:5080"})
+    assert (status, updated["register"]) == (200, False)  # PUT replaces: absent is false
+
+
 async def test_defaults(api: Api) -> None:
     _, trunk = await api.call("POST", "/v1.0/trunks", {"name": "t", "proxy": "[2001:db8::2]:5080"})
     assert (trunk["transport"], trunk["username"], trunk["inbound_addresses"]) == ("UDP", None, [])

@@ -11,6 +11,7 @@ from tests.audio_analysis import dominant_frequency, rms_dbfs
 from tests.interop.conftest import GatewayFactory, SippRunner
 from tests.interop.harness import HOST, PortAllocator, callstream_cli, read_wav
 from tests.interop.media import tone_ul
+from tests.interop.test_api import api, create_token
 
 
 def test_dial_answers_digest_challenge_and_records_trunk_tone(
@@ -78,3 +79,32 @@ register_expires = 60
     assert "trunk carrier unregistered" in gateway.log()
     result = registrar.wait(20)
     assert result.returncode == 0, result.explain()
+
+
+def test_a_trunk_created_through_the_api_registers_and_deleting_it_unregisters(
+    gateway_factory: GatewayFactory, sipp: SippRunner, tmp_path: Path
+) -> None:
+    """POST /v1.0/trunks with ``register`` registers at once (SIPp checks the expiry
+    asked); DELETE removes the binding (Expires: 0). A registering trunk needs a username."""
+    registrar = sipp.start("uas_register_plain", None, timeout=40, listen=True)
+    database_url = f"sqlite:///{tmp_path / 'callstream.db'}"
+    gateway = gateway_factory(database_url=database_url)
+    token = create_token(database_url, "alice")
+    trunk = {"name": "carrier", "proxy": f"{HOST}:{registrar.port}", "register": True}
+    status, body = api(gateway, "POST", "/v1.0/trunks", token, trunk)
+    assert (status, body["error"]["message"]) == (
+        400,
+        "username: required when register is true",
+    ), body
+    trunk |= {"username": "bob", "register_expires": 3600}
+    status, body = api(gateway, "POST", "/v1.0/trunks", token, trunk)
+    assert status == 200, body
+    assert (body["register"], body["register_expires"]) == (True, 3600)
+    gateway.wait_for_log(r"trunk carrier registered expires=3600", 10)
+    status, _ = api(gateway, "DELETE", f"/v1.0/trunks/{body['id']}", token)
+    assert status == 200
+    gateway.wait_for_log(r"trunk carrier unregistered", 10)
+    result = registrar.wait(20)
+    assert result.returncode == 0, result.explain()
+    health = gateway.health()
+    assert health is not None and "registrations" not in health

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
@@ -16,7 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from callstream.store import SqlStore, open_store, sql
+from callstream.store import SqlStore, open_store, sql, tables
 from callstream.store.sql import MIGRATIONS_PATH, _first_connection, create_engine, metadata
 
 EXPECTED_TABLES = {
@@ -32,7 +33,7 @@ EXPECTED_TABLES = {
 }
 
 
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 
 def _schema_drift(connection: Connection) -> list[Any]:
@@ -214,3 +215,45 @@ async def test_first_connection_gives_up_on_a_lasting_lock(
     with pytest.raises(OperationalError, match="database is locked"):
         await _first_connection(cast(AsyncEngine, stuck))
     assert stuck.starts == sql._WAL_SWITCH_RETRIES == 50
+
+
+TRUNK_ID = "7b0c0bd4-5b8c-4a43-9f55-2d1e2c1f0a01"
+
+
+def _upgrade_to_0003(connection: Connection) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_PATH))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "0003")
+
+
+async def test_a_trunk_saved_before_0004_upgrades_as_not_registering(
+    empty_database_url: str,
+) -> None:
+    engine = create_engine(empty_database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_upgrade_to_0003)
+        store = SqlStore(engine)
+        account, _ = await store.create_token("acme")
+        now = datetime(2026, 11, 22, tzinfo=UTC)
+        old_columns = {  # what a trunk row held at 0003: no register columns
+            "id": TRUNK_ID, "account_id": account.id, "name": "old", "proxy": "127.0.0.1:5080",
+            "transport": "UDP", "username": "u", "password": None, "inbound_addresses": [],
+            "media_stream": None, "tm_create": now, "tm_update": now,
+        }  # fmt: skip
+        async with engine.begin() as connection:
+            await connection.execute(sa.insert(tables.trunks).values(old_columns))
+    finally:
+        await engine.dispose()
+
+    store = await open_store(empty_database_url)
+    try:
+        trunk = await store.get_trunk(account.id, TRUNK_ID)
+        assert trunk is not None and trunk.name == "old"
+        assert (trunk.register, trunk.register_expires) == (False, 600)
+        await store.save_trunk(trunk.evolve(register=True, register_expires=120))
+        saved = await store.get_trunk(account.id, trunk.id)
+        assert saved is not None and (saved.register, saved.register_expires) == (True, 120)
+    finally:
+        await store.close()

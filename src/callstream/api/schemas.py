@@ -90,6 +90,19 @@ class Integer(Schema):
 
 
 @dataclass
+class Boolean(Schema):
+    description: str = ""
+
+    def check(self, value: object, path: str) -> bool:
+        if not isinstance(value, bool):
+            raise fail(path, "must be true or false")
+        return value
+
+    def json_schema(self) -> JsonSchema:
+        return self._described({"type": "boolean"})
+
+
+@dataclass
 class Choice(Schema):
     """One of a few strings, compared without case; cleaned to the listed spelling."""
 
@@ -393,6 +406,14 @@ TRUNK_WRITE: Final = Record(
         "username": Field(Nullable(Text(1, 200)), required=False),
         "password": Field(Nullable(Text(1, 200)), required=False, default=ABSENT),
         "inbound_addresses": Field(ListOf(IP_ADDRESS, 0, 100), required=False, default=[]),
+        "register": Field(
+            Boolean("register sip:username@proxy-host at the proxy (needs a username)"),
+            required=False,
+            default=False,
+        ),
+        "register_expires": Field(
+            Integer(60, 86400, "seconds of registration asked for"), required=False, default=600
+        ),
     },
     "On PUT, an absent password keeps the stored one; null clears it. Never returned.",
 )

@@ -1,7 +1,8 @@
-"""``/v1.0/trunks``: SIP trunks — where ``tel`` calls go out (proxy, digest credentials)
-and which source addresses may call in. The password is stored but never returned
-(``TrunkRecord._hidden``); the call service reloads trunks (``trunks_changed``) after
-every write.
+"""``/v1.0/trunks``: SIP trunks — where ``tel`` calls go out (proxy, digest credentials),
+which source addresses may call in, and whether the gateway registers at the proxy. The
+password is stored but never returned (``TrunkRecord._hidden``); the call service
+reloads trunks (``trunks_changed``) after every write, and registers or unregisters
+them to match.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from callstream.errors import NotFoundError
 from callstream.store.records import TrunkRecord, utcnow
 
 from .operations import PAGINATION, ApiRequest, Operation
-from .schemas import ABSENT, TRUNK_WRITE, page_of, ref
+from .schemas import ABSENT, TRUNK_WRITE, fail, page_of, ref
 
 TAG: Final = "Trunks"
 
@@ -27,12 +28,16 @@ async def _trunk(request: ApiRequest) -> TrunkRecord:
 
 
 def _fields(body: dict[str, Any]) -> dict[str, Any]:
+    if body["register"] and not body["username"]:
+        raise fail("username", "required when register is true")
     return {
         "name": body["name"],
         "proxy": body["proxy"],
         "transport": body["transport"],
         "username": body["username"],
         "inbound_addresses": tuple(body["inbound_addresses"]),
+        "register": body["register"],
+        "register_expires": body["register_expires"],
     }
 
 

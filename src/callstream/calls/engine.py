@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from callstream.calls.call import Call, CallStatus, log_call_event
@@ -41,14 +41,26 @@ FAILURE_REASONS = {486: "busy", 600: "busy", 408: "noanswer", 480: "noanswer", 4
 CallRunner = Callable[[Call], Awaitable[None]]
 
 
-@dataclass
-class TrunkRegistration:
-    """What /healthz reports of one trunk's registration."""
+@dataclass(frozen=True)
+class RegistrationSpec:
+    """What a trunk asks to keep registered; a change of any field is a new registration."""
 
     name: str
-    aor: str
     registrar: str
-    state: str = "registering"  # registered | failed | unregistered
+    aor: str
+    contact_user: str
+    expires: int
+    username: str
+    password: str | None
+    transport: str
+
+
+@dataclass
+class TrunkRegistration:
+    """One trunk's registration, as /healthz reports it."""
+
+    spec: RegistrationSpec
+    state: str = "registering"  # registered | failed | unregistering | unregistered
     expires: int = 0
     last_error: str | None = None
 
@@ -102,6 +114,7 @@ class Engine:
         self._byes_pending: set[str] = set()
         self._byes_done = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.started = False
         self.registrations: dict[str, TrunkRegistration] = {}
         """Trunk registrations by the SIP agent's handle (``register_trunk``)."""
         self._unregistered = asyncio.Event()
@@ -122,6 +135,7 @@ class Engine:
         self.transport.agent = self.agent
         self.clock = MediaClock(self._loop)
         self.clock.start()
+        self.started = True
 
     async def stop(self, *, grace_s: float = 2.0) -> None:
         """Hang up every live call (BYE/CANCEL/480), remove our registrations (Expires: 0),
@@ -130,7 +144,8 @@ class Engine:
             self.hangup(call, "shutdown")
         if self.registrations:
             self._unregistered.clear()
-            for handle in self.registrations:
+            for handle, registration in self.registrations.items():
+                registration.state = "unregistering"
                 self.agent.unregister(handle, self.now())
             self.transport.pump()
             if self.agent.registrations == 0:  # none was left to remove
@@ -167,48 +182,58 @@ class Engine:
             logger.error("task %s failed", task.get_name(), exc_info=task.exception())
 
     # -- trunk registrations ------------------------------------------------------------------
-    def register_trunk(
-        self,
-        name: str,
-        *,
-        registrar: str,
-        aor: str,
-        contact_user: str,
-        expires: int,
-        credentials: DigestCredentials | None,
-        transport: str,
-    ) -> None:
-        """Keep ``aor`` registered at ``registrar`` until ``stop()`` (RFC 3261 §10)."""
-        handle = self.agent.register(
-            registrar,
-            aor,
-            expires=expires,
-            now=self.now(),
-            contact_user=contact_user,
-            credentials=credentials,
-            transport=transport,
-        )
-        self.registrations[handle] = TrunkRegistration(name, aor, registrar)
-        logger.info("trunk %s registering %s at %s", name, aor, registrar)
+    def set_registrations(self, wanted: Iterable[RegistrationSpec]) -> None:
+        """Keep exactly ``wanted`` registered (RFC 3261 §10): new ones are registered,
+        those no longer wanted (or changed) are removed with Expires: 0."""
+        if not self.started:
+            return
+        wanted = set(wanted)
+        now = self.now()
+        current = {r.spec for r in self.registrations.values() if r.state != "unregistering"}
+        for handle, registration in list(self.registrations.items()):
+            if registration.spec not in wanted and registration.state != "unregistering":
+                registration.state = "unregistering"
+                self.agent.unregister(handle, now)
+                if handle not in self.agent.active_registrations():
+                    del self.registrations[handle]
+        for spec in sorted(wanted - current, key=lambda spec: spec.name):
+            credentials = (
+                DigestCredentials(spec.username, spec.password)
+                if spec.password is not None
+                else None
+            )
+            handle = self.agent.register(
+                spec.registrar,
+                spec.aor,
+                expires=spec.expires,
+                now=now,
+                contact_user=spec.contact_user,
+                credentials=credentials,
+                transport=spec.transport,
+            )
+            self.registrations[handle] = TrunkRegistration(spec)
+            logger.info("trunk %s registering %s at %s", spec.name, spec.aor, spec.registrar)
         self.transport.pump()
 
     def _on_registration_event(self, event: sip.Registered | sip.RegistrationFailed) -> None:
-        registration = self.registrations.get(event.registration_handle)
+        handle = event.registration_handle
+        registration = self.registrations.get(handle)
         if registration is None:
             return
-        if isinstance(event, sip.Registered) and event.expires == 0:
-            registration.state = "unregistered"
-            logger.info("trunk %s unregistered", registration.name)
+        name = registration.spec.name
+        if registration.state == "unregistering":
+            del self.registrations[handle]  # removed (or given up on): nothing to report
+            logger.info("trunk %s unregistered", name)
         elif isinstance(event, sip.Registered):
             registration.state = "registered"
             registration.expires = event.expires
-            logger.info("trunk %s registered expires=%d", registration.name, event.expires)
+            logger.info("trunk %s registered expires=%d", name, event.expires)
         else:
             registration.state = "failed"
             registration.last_error = f"{event.status} {event.reason}"
             logger.warning(
                 "trunk %s registration failed status=%d reason=%r (tried again later)",
-                registration.name,
+                name,
                 event.status,
                 event.reason,
             )

@@ -47,13 +47,13 @@ from datetime import datetime
 from typing import Any
 
 from callstream.calls.call import Call, CallEnded
-from callstream.calls.engine import CallRunner, Engine, IncomingCallRouter
+from callstream.calls.engine import CallRunner, Engine, IncomingCallRouter, RegistrationSpec
 from callstream.calls.media_streams import MediaStreams
 from callstream.calls.provider_streams import ProviderStreams, number_of
 from callstream.calls.streams import (
     StreamBase,
 )
-from callstream.config import Settings, Trunk, parse_host_port
+from callstream.config import Settings, Trunk, aor_of, parse_host_port, registrar_of
 from callstream.endpoints import endpoint_error
 from callstream.errors import (
     CallstreamError,
@@ -190,6 +190,26 @@ class CallService(MediaStreams, ProviderStreams, IncomingCallRouter):
         addresses = {a for trunk in self._trunks for a in trunk.inbound_addresses}
         addresses |= {a for trunk in self.settings.trunks for a in trunk.inbound_addresses}
         self._allowed_sources = frozenset(addresses)
+        self.sync_registrations()
+
+    def sync_registrations(self) -> None:
+        """Registered at its proxy: every trunk (file or API) with ``register`` set, and no
+        other (the engine does nothing before it has started)."""
+        trunks: list[TrunkRecord | Trunk] = [*self.settings.trunks, *self._trunks]
+        self.engine.set_registrations(
+            RegistrationSpec(
+                name=trunk.name,
+                registrar=registrar_of(trunk.proxy),
+                aor=aor_of(trunk.username or "", trunk.proxy),
+                contact_user=trunk.username or "",
+                expires=trunk.register_expires,
+                username=trunk.username or "",
+                password=trunk.password,
+                transport=trunk.transport,
+            )
+            for trunk in trunks
+            if trunk.register and trunk.username
+        )
 
     # -- records ------------------------------------------------------------------------------
     async def _flushed(self) -> None:

@@ -112,7 +112,11 @@ class RegistrationClient(AgentCore):
 
     @property
     def registrations(self) -> int:
+        """How many registrations are kept (or being removed)."""
         return len(self._registrations)
+
+    def active_registrations(self) -> frozenset[str]:
+        return frozenset(self._registrations)
 
     def _send_register(self, registration: Registration, expires: int, now: float) -> None:
         registration.cseq += 1

@@ -162,6 +162,9 @@ class TrunkRecord(_Record):
     tm_create: datetime
     tm_update: datetime
     media_stream: dict[str, Any] | None = field(default=None)
+    register: bool = False
+    """Register ``sip:username@proxy-host`` at the proxy (RFC 3261 §10)."""
+    register_expires: int = 600
 
 
 @dataclass(frozen=True, slots=True)

@@ -137,6 +137,8 @@ trunks = _record_table(
     _text("password", nullable=True),
     _json("inbound_addresses"),
     _json("media_stream", nullable=True),
+    sa.Column("register", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("register_expires", sa.Integer(), nullable=False, server_default="600"),
 )
 conferences = _record_table(
     "conferences",
