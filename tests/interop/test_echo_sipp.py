@@ -39,6 +39,17 @@ def test_echo_returns_speech_and_reports_rfc4733_digit(
     gateway.wait_for_log(r"call \S+ ended .*by=remote.*reason=bye", 5)
 
 
+def assert_echo_of_tone(heard: bytes, frequency_hz: int) -> bytes:
+    """The loud part of ``heard`` (the gateway sends silence before the echo starts):
+    at least 2.5 s of it, at ``frequency_hz``; returned for further checks."""
+    loud = b"".join(
+        heard[i : i + 320] for i in range(0, len(heard), 320) if rms_dbfs(heard[i : i + 320]) > -30
+    )
+    assert len(loud) >= 2 * 8000 * 2.5, f"only {len(loud) / 16000:.2f} s of echo heard"
+    assert dominant_frequency(loud) == pytest.approx(frequency_hz, abs=20)
+    return loud
+
+
 def test_echo_returns_tone_at_same_pitch_and_level(
     gateway_factory: GatewayFactory,
     sipp: SippRunner,
@@ -56,12 +67,7 @@ def test_echo_returns_tone_at_same_pitch_and_level(
         )  # fmt: skip
     assert result.returncode == 0, result.explain()
     heard, _ = heard_on(cap.path, media_port)
-    # the gateway sends silence before the echo starts: judge the loud part
-    loud = b"".join(
-        heard[i : i + 320] for i in range(0, len(heard), 320) if rms_dbfs(heard[i : i + 320]) > -30
-    )
-    assert len(loud) >= 2 * 8000 * 2.5, f"only {len(loud) / 16000:.2f} s of echo heard"
-    assert dominant_frequency(loud) == pytest.approx(1000, abs=20)
+    loud = assert_echo_of_tone(heard, 1000)
     assert rms_dbfs(loud) == pytest.approx(rms_dbfs(decoded_ulaw(tone)), abs=3)
     (answered,) = gateway.events("answered")
     assert answered.fields["codec"] == "PCMU"
@@ -86,7 +92,8 @@ def test_echo_of_pcmu_offered_under_a_dynamic_payload_type(
     """``m=audio … RTP/AVP 96`` with ``a=rtpmap:96 PCMU/8000``: the gateway answers with
     96, decodes SIPp's PT 96 packets as μ-law and echoes them back with PT 96."""
     gateway = gateway_factory()
-    tone = rtp_pcap(tmp_path / "tone96.pcap", tone_ul(tmp_path, 1000).read_bytes(), 96)
+    tone_file = tone_ul(tmp_path, 1000)
+    tone = rtp_pcap(tmp_path / "tone96.pcap", tone_file.read_bytes(), 96)
     media_port = ports.rtp_block(4)
     with capture(media_port) as cap:
         result = sipp(
@@ -99,11 +106,8 @@ def test_echo_of_pcmu_offered_under_a_dynamic_payload_type(
     first = packets[0].seq
     in_order = sorted(packets, key=lambda p: (p.seq - first) & 0xFFFF)
     heard = b"".join(pcap.decode_g711(p.payload, pcap.PT_PCMU) for p in in_order)
-    loud = b"".join(
-        heard[i : i + 320] for i in range(0, len(heard), 320) if rms_dbfs(heard[i : i + 320]) > -30
-    )
-    assert len(loud) >= 2 * 8000 * 2.5, f"only {len(loud) / 16000:.2f} s of echo heard"
-    assert dominant_frequency(loud) == pytest.approx(1000, abs=20)
+    loud = assert_echo_of_tone(heard, 1000)
+    assert rms_dbfs(loud) == pytest.approx(rms_dbfs(decoded_ulaw(tone_file)), abs=3)
     (answered,) = gateway.events("answered")
     assert answered.fields["codec"] == "PCMU"
     gateway.wait_for_log(r"call \S+ rtp ", 5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -129,11 +130,16 @@ async def test_foreign_keys_hold_tokens_to_accounts(tmp_path: Any) -> None:
         await store.close()
 
 
-def _upgrade_to_0001(connection: Connection) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_PATH))
-    config.attributes["connection"] = connection
-    command.upgrade(config, "0001")
+def _upgrade_to(revision: str) -> Callable[[Connection], None]:
+    """A ``run_sync`` callable that migrates the connection's database to ``revision``."""
+
+    def upgrade(connection: Connection) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_PATH))
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+    return upgrade
 
 
 async def test_a_0001_database_upgrades_to_head_keeping_its_rows(
@@ -142,7 +148,7 @@ async def test_a_0001_database_upgrades_to_head_keeping_its_rows(
     engine = create_engine(empty_database_url)
     try:
         async with engine.begin() as connection:
-            await connection.run_sync(_upgrade_to_0001)
+            await connection.run_sync(_upgrade_to("0001"))
             assert "media_streams" not in await connection.run_sync(_table_names)
         account, token = await SqlStore(engine).create_token("acme")
     finally:
@@ -220,20 +226,13 @@ async def test_first_connection_gives_up_on_a_lasting_lock(
 TRUNK_ID = "7b0c0bd4-5b8c-4a43-9f55-2d1e2c1f0a01"
 
 
-def _upgrade_to_0003(connection: Connection) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_PATH))
-    config.attributes["connection"] = connection
-    command.upgrade(config, "0003")
-
-
 async def test_a_trunk_saved_before_0004_upgrades_as_not_registering(
     empty_database_url: str,
 ) -> None:
     engine = create_engine(empty_database_url)
     try:
         async with engine.begin() as connection:
-            await connection.run_sync(_upgrade_to_0003)
+            await connection.run_sync(_upgrade_to("0003"))
         store = SqlStore(engine)
         account, _ = await store.create_token("acme")
         now = datetime(2026, 11, 22, tzinfo=UTC)

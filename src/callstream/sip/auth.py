@@ -2,8 +2,10 @@
 
 Client side: ``DigestChallenge.parse`` reads a WWW-Authenticate / Proxy-Authenticate value,
 ``select_challenge`` picks the strongest one we support, ``build_authorization`` writes the
-Authorization / Proxy-Authorization value. Server side: ``verify_authorization`` checks one,
-so tests (and a future registrar) can play the other end.
+Authorization / Proxy-Authorization value, and ``answer_challenge`` does all three for a
+401/407 the way every client of ours (INVITE, REGISTER) answers it. Server side:
+``verify_authorization`` checks one, so tests (and a future registrar) can play the
+other end.
 
 Algorithms: MD5, MD5-sess, SHA-256, SHA-256-sess; qop ``auth``, ``auth-int`` or none
 (RFC 2069 compatibility). Errors are ``ProtocolError`` with the messages listed per function.
@@ -22,6 +24,7 @@ from callstream.sip._grammar import TOKEN_RE, closing_quote, quote, unquote
 __all__ = [
     "DigestChallenge",
     "DigestCredentials",
+    "answer_challenge",
     "build_authorization",
     "select_challenge",
     "verify_authorization",
@@ -284,3 +287,35 @@ def verify_authorization(
     if not hmac.compare_digest(expected, params["response"].lower()):
         return None
     return params["username"]
+
+
+def answer_challenge(
+    status: int,
+    challenges: Iterable[str],
+    credentials: DigestCredentials,
+    answered: set[tuple[int, str]],
+    *,
+    method: str,
+    uri: str,
+    cnonce: str,
+    body: bytes = b"",
+) -> tuple[str, str] | None:
+    """The header (name, value) that answers a 401 (``WWW-Authenticate`` values) or 407
+    (``Proxy-Authenticate``) with ``credentials`` (§22.2, §22.3), or None when it must
+    not be answered: no supported challenge, another realm than the credentials', or
+    this (status, realm) answered before (``answered``, updated here) and not ``stale``.
+    """
+    try:
+        challenge = select_challenge(challenges)
+    except ProtocolError:
+        return None
+    if credentials.realm is not None and credentials.realm != challenge.realm:
+        return None
+    attempt = (status, challenge.realm)
+    if attempt in answered and not challenge.stale:
+        return None
+    answered.add(attempt)
+    value = build_authorization(
+        challenge, credentials, method=method, uri=uri, cnonce=cnonce, body=body
+    )
+    return ("Proxy-Authorization" if status == 407 else "Authorization", value)

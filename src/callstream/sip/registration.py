@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from callstream.errors import ProtocolError
 from callstream.sip._calls import AgentCore, resolve_host
-from callstream.sip.auth import DigestCredentials, build_authorization, select_challenge
+from callstream.sip.auth import DigestCredentials, answer_challenge
 from callstream.sip.dialog import with_tag
 from callstream.sip.events import Registered, RegistrationFailed
 from callstream.sip.message import SipRequest, SipResponse, new_branch, new_call_id, new_tag
@@ -200,29 +200,19 @@ class RegistrationClient(AgentCore):
         """Re-send with digest credentials (§22.2); once per (status, realm) unless stale."""
         if registration.credentials is None:
             return False
-        proxy = response.status == 407
-        try:
-            challenge = select_challenge(
-                response.headers.get_all("Proxy-Authenticate" if proxy else "WWW-Authenticate")
-            )
-        except ProtocolError:
-            return False
-        realm = registration.credentials.realm
-        if realm is not None and realm != challenge.realm:
-            return False
-        attempt = (response.status, challenge.realm)
-        if attempt in registration.challenged and not challenge.stale:
-            return False
-        registration.challenged.add(attempt)
-        value = build_authorization(
-            challenge,
+        header = "Proxy-Authenticate" if response.status == 407 else "WWW-Authenticate"
+        authorization = answer_challenge(
+            response.status,
+            response.headers.get_all(header),
             registration.credentials,
+            registration.challenged,
             method="REGISTER",
             uri=registration.registrar,
             cnonce=secrets.token_hex(8),
-            body=b"",
         )
-        registration.authorization = ("Proxy-Authorization" if proxy else "Authorization", value)
+        if authorization is None:
+            return False
+        registration.authorization = authorization
         expires = 0 if registration.unregistering else registration.expires
         self._send_register(registration, expires, now)
         return True

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 
-from callstream.errors import ProtocolError, SipProtocolError
+from callstream.errors import SipProtocolError
 from callstream.sip._calls import (
     ALLOW,
     DTMF_DIGITS,
@@ -22,12 +22,7 @@ from callstream.sip._calls import (
     resolve_host,
     sdp_of,
 )
-from callstream.sip.auth import (
-    DigestChallenge,
-    DigestCredentials,
-    build_authorization,
-    select_challenge,
-)
+from callstream.sip.auth import DigestCredentials, answer_challenge
 from callstream.sip.dialog import Dialog, DialogState, with_tag
 from callstream.sip.events import CallAnswered, CallFailed, CallProgressed, ReinviteAnswered
 from callstream.sip.message import SipRequest, SipResponse, new_branch, new_call_id, new_tag
@@ -210,47 +205,29 @@ class UacSessions(AgentCore):
         """
         if call.credentials is None:
             return False
-        proxy = response.status == 407
-        challenge = self._digest_challenge(
-            response, "Proxy-Authenticate" if proxy else "WWW-Authenticate", call.credentials
-        )
-        if challenge is None:
-            return False
-        attempt = (response.status, challenge.realm)
-        if attempt in call.challenged and not challenge.stale:
-            return False
-        call.challenged.add(attempt)
+        header = "Proxy-Authenticate" if response.status == 407 else "WWW-Authenticate"
         request = SipRequest(
             "INVITE", call.invite.uri, call.invite.headers.copy(), call.invite.body
         )
-        request.headers.set("Via", self._via(call.transport, new_branch()))
-        request.headers.set("CSeq", f"{call.invite.cseq[0] + 1} INVITE")
-        authorization = build_authorization(
-            challenge,
+        authorization = answer_challenge(
+            response.status,
+            response.headers.get_all(header),
             call.credentials,
+            call.challenged,
             method="INVITE",
             uri=request.uri,
             cnonce=secrets.token_hex(8),
             body=request.body,
         )
-        request.headers.set("Proxy-Authorization" if proxy else "Authorization", authorization)
+        if authorization is None:
+            return False
+        request.headers.set("Via", self._via(call.transport, new_branch()))
+        request.headers.set("CSeq", f"{call.invite.cseq[0] + 1} INVITE")
+        request.headers.set(*authorization)
         call.invite = request
         call.provisional_received = False
         call.invite_txn = self._start_client(call, request, call.next_hop, now)
         return True
-
-    @staticmethod
-    def _digest_challenge(
-        response: SipResponse, header: str, credentials: DigestCredentials
-    ) -> DigestChallenge | None:
-        """The strongest supported Digest challenge for our credentials' realm, or None."""
-        try:
-            challenge = select_challenge(response.headers.get_all(header))
-        except ProtocolError:
-            return None
-        if credentials.realm is not None and credentials.realm != challenge.realm:
-            return None
-        return challenge
 
     def _resend_ack(self, call: CallState, response: SipResponse) -> bool:
         """A retransmitted 2xx gets the same ACK again (§13.2.2.4)."""
