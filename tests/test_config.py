@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,25 @@ def test_bad_trunks_name_the_field(tmp_path: Path, text: str, message: str) -> N
     with pytest.raises(ConfigError) as info:
         load_settings(write(tmp_path, text), {})
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"host": "0.0.0.0"}, "public_host: required when host is 0.0.0.0"),
+        ({"host": "::"}, "public_host: required when host is ::"),
+        ({"public_host": "gateway.example"}, "public_host: 'gateway.example' is not an IP"),
+        ({"host": "0.0.0.0", "public_host": "0.0.0.0"}, "public_host: must be an address peers"),
+    ],
+)
+def test_public_host_is_an_ip_and_required_on_a_wildcard(
+    overrides: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}"):
+        load_settings(None, overrides)
+
+
+def test_advertised_host_is_the_public_host_else_the_host() -> None:
+    assert load_settings(None, {}).advertised_host == "127.0.0.1"
+    settings = load_settings(None, {"host": "0.0.0.0", "public_host": "127.0.0.5"})
+    assert (settings.host, settings.advertised_host) == ("0.0.0.0", "127.0.0.5")

@@ -33,6 +33,7 @@ class Gateway:
         self.engine = Engine(
             EngineSettings(
                 host=settings.host,
+                public_host=settings.public_host,
                 sip_port=settings.sip_port,
                 rtp_first=first,
                 rtp_last=last,

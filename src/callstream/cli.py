@@ -37,6 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     overrides = {
         "host": args.host,
+        "public_host": args.public_host,
         "sip_port": args.sip_port,
         "http_port": args.http_port,
         "rtp_ports": args.rtp_ports,
@@ -181,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the gateway")
     serve.add_argument("--config", metavar="FILE", help="TOML settings file")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument(
+        "--public-host", help="address peers reach us at, for Via/Contact/SDP (default: --host)"
+    )
     serve.add_argument("--sip-port", type=int, help="SIP port, UDP and TCP (default 5060)")
     serve.add_argument("--http-port", type=int, help="HTTP port (default 8080)")
     serve.add_argument("--rtp-ports", help="RTP port range FIRST-LAST (default 20000-29999)")

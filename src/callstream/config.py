@@ -203,6 +203,9 @@ def default_routes() -> tuple[Route, ...]:
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
+    public_host: str = ""
+    """The address peers reach us at, written in Via, Contact and SDP (default: ``host``);
+    required when ``host`` is a wildcard (0.0.0.0, ::) or behind NAT."""
     sip_port: int = 5060
     http_port: int = 8080
     rtp_ports: str = "20000-29999"
@@ -225,6 +228,11 @@ class Settings:
     @property
     def rtp_range(self) -> tuple[int, int]:
         return parse_port_range(self.rtp_ports)
+
+    @property
+    def advertised_host(self) -> str:
+        """The address written in Via, Contact and SDP: ``public_host``, else ``host``."""
+        return self.public_host or self.host
 
     def find_route(self, user: str) -> Route | None:
         for route in self.routes:
@@ -295,4 +303,27 @@ def load_settings(config_path: str | Path | None, overrides: Mapping[str, Any]) 
     if routes:
         settings = replace(settings, routes=routes)
     parse_port_range(settings.rtp_ports)
+    check_hosts(settings.host, settings.public_host)
     return settings
+
+
+def check_hosts(host: str, public_host: str) -> None:
+    """``public_host`` is an IP literal (SDP's c= line carries it), and required when
+    ``host`` is a wildcard: peers cannot send to 0.0.0.0."""
+    if public_host:
+        try:
+            address = ipaddress.ip_address(public_host)
+        except ValueError:
+            raise ConfigError(f"public_host: {public_host!r} is not an IP address") from None
+        if address.is_unspecified:
+            raise ConfigError("public_host: must be an address peers can reach, not a wildcard")
+        return
+    try:
+        wildcard = ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        wildcard = False
+    if wildcard:
+        raise ConfigError(
+            f"public_host: required when host is {host} (the address peers reach this gateway "
+            "at, written in Via, Contact and SDP)"
+        )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import socket
 import uuid
+from pathlib import Path
 
 import pytest
 
 from tests.interop.conftest import GatewayFactory, SippRunner
-from tests.interop.harness import HOST, Gateway, PortAllocator
+from tests.interop.harness import HOST, Gateway, PortAllocator, callstream_cli
 from tests.interop.media import G711A_PCAP
 
 SLOW_AND_ECHO = """
@@ -154,3 +155,69 @@ def test_session_refresh_whose_ack_has_no_answer_hangs_up(
     assert result.returncode == 0, result.explain()
     gateway.wait_for_log(r"the ACK carried no SDP answer", 5)
     gateway.wait_for_log(r"call \S+ ended .*by=local", 5)
+
+
+def _request(method: str, cseq: int, port: int, call_id: str, target: str, to_tag: str) -> bytes:
+    """A request's head without Content-Length (the caller ends it); To with ``to_tag``."""
+    extra = f";tag={to_tag}" if to_tag else ""
+    lines = [
+        f"{method} {target} SIP/2.0",
+        f"Via: SIP/2.0/UDP {HOST}:{port};branch=z9hG4bK{uuid.uuid4().hex[:16]}",
+        f"From: <sip:tester@{HOST}:{port}>;tag=t{call_id[:8]}",
+        f"To: <sip:echo@{HOST}>{extra}",
+        f"Call-ID: {call_id}",
+        f"CSeq: {cseq} {method}",
+        f"Contact: <sip:tester@{HOST}:{port}>",
+        "Max-Forwards: 70",
+    ]
+    return "\r\n".join(lines).encode()
+
+
+def _receive_final(sock: socket.socket) -> bytes:
+    while True:
+        reply, _ = sock.recvfrom(65535)
+        if not reply.startswith(b"SIP/2.0 1"):
+            return reply
+
+
+def test_gateway_on_all_addresses_advertises_its_public_host(
+    gateway_factory: GatewayFactory, sipp: SippRunner, ports: PortAllocator, tmp_path: Path
+) -> None:
+    """Bound to 0.0.0.0 with --public-host 127.0.0.1, the gateway's 200 says 127.0.0.1 in
+    its Contact and its SDP (never 0.0.0.0, which a peer cannot send to), and the call
+    works end to end; without --public-host, --host 0.0.0.0 is refused at start."""
+    gateway = gateway_factory(host="0.0.0.0", public_host=HOST)
+    call_id = uuid.uuid4().hex
+    offer = (
+        f"v=0\r\no=t 1 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
+        "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    ).encode()
+    target = f"sip:echo@{HOST}:{gateway.sip_port}"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((HOST, 0))
+        sock.settimeout(5)
+        port = sock.getsockname()[1]
+        invite = _request("INVITE", 1, port, call_id, target, "")
+        invite += b"\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n" % len(offer)
+        sock.sendto(invite + offer, (HOST, gateway.sip_port))
+        ok = _receive_final(sock)
+        head, _, body = ok.partition(b"\r\n\r\n")
+        assert head.startswith(b"SIP/2.0 200 "), head
+        headers = head.decode().split("\r\n")
+        (contact,) = [h for h in headers if h.lower().startswith(("contact:", "m:"))]
+        assert f"@{HOST}:{gateway.sip_port}" in contact, contact
+        assert f"c=IN IP4 {HOST}".encode() in body and b"0.0.0.0" not in ok, ok
+        to_tag = next(h for h in headers if h.lower().startswith(("to:", "t:"))).split("tag=")[1]
+        end = b"\r\nContent-Length: 0\r\n\r\n"
+        sock.sendto(_request("ACK", 1, port, call_id, target, to_tag) + end,
+                    (HOST, gateway.sip_port))  # fmt: skip
+        sock.sendto(_request("BYE", 2, port, call_id, target, to_tag) + end,
+                    (HOST, gateway.sip_port))  # fmt: skip
+        assert _receive_final(sock).startswith(b"SIP/2.0 200 ")
+    assert_call_works(gateway, sipp)
+    refused = callstream_cli(
+        "serve", "--host", "0.0.0.0", "--sip-port", str(ports.port()), "--http-port",
+        str(ports.port()), "--database-url", f"sqlite:///{tmp_path / 'refused.db'}", timeout=30,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert "public_host: required when host is 0.0.0.0" in refused.stderr, refused.stderr

@@ -75,6 +75,9 @@ class IncomingCallRouter:
 @dataclass(frozen=True)
 class EngineSettings:
     host: str = "127.0.0.1"
+    """The address SIP and RTP sockets are bound to."""
+    public_host: str = ""
+    """The address written in Via, Contact and SDP (default: ``host``)."""
     sip_port: int = 5060
     rtp_first: int = 20000
     rtp_last: int = 29999
@@ -127,7 +130,7 @@ class Engine:
         )
         # The agent needs the real port for Via/Contact (the softphone binds port 0).
         self.agent = sip.SipAgent(
-            local_host=self.settings.host,
+            local_host=self.settings.public_host or self.settings.host,
             local_port=self.transport.local_port,
             user_agent=self.settings.user_agent,
             max_calls=self.settings.max_calls,
@@ -389,7 +392,7 @@ class Engine:
         answer = build_answer(
             offer,
             leg.media,
-            address=self.settings.host,
+            address=self.settings.public_host or self.settings.host,
             port=leg.socket.port,
             session_id=session.session_id,
             session_version=session.next_version(),
@@ -400,7 +403,7 @@ class Engine:
         assert call.leg is not None
         session = self._sdp[call.id]
         offer = build_offer(
-            address=self.settings.host,
+            address=self.settings.public_host or self.settings.host,
             port=call.leg.socket.port,
             session_id=session.session_id,
             session_version=session.next_version(),
@@ -524,7 +527,7 @@ class Engine:
         socket = await self.ports.allocate()
         session = _SdpSession(random.randint(1, 2**31), 1)
         offer = build_offer(
-            address=self.settings.host,
+            address=self.settings.public_host or self.settings.host,
             port=socket.port,
             session_id=session.session_id,
             session_version=session.version,

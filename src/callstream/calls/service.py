@@ -457,7 +457,7 @@ class CallService(MediaStreams, ProviderStreams, IncomingCallRouter):
     def _from_uri(self, source: dict[str, str]) -> str:
         if source["type"] == "sip":
             return source["target"]
-        return f"sip:{source['target']}@{self.settings.host}"
+        return f"sip:{source['target']}@{self.settings.advertised_host}"
 
     async def _dial(
         self,
