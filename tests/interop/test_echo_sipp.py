@@ -10,7 +10,7 @@ import pytest
 from tests.audio_analysis import dominant_frequency, rms_dbfs
 from tests.interop import pcap
 from tests.interop.conftest import GatewayFactory, SippRunner
-from tests.interop.harness import Capture, PortAllocator
+from tests.interop.harness import Capture, Gateway, PortAllocator
 from tests.interop.listening import envelope_correlation, heard_on, pcap_audio
 from tests.interop.media import G711A_PCAP, decoded_ulaw, rtp_pcap, tone_ul
 
@@ -39,6 +39,26 @@ def test_echo_returns_speech_and_reports_rfc4733_digit(
     gateway.wait_for_log(r"call \S+ ended .*by=remote.*reason=bye", 5)
 
 
+def call_echo(
+    gateway: Gateway,
+    sipp: SippRunner,
+    ports: PortAllocator,
+    capture: Callable[[int], Capture],
+    scenario: str,
+    media_file: Path,
+) -> list[pcap.RtpPacket]:
+    """Run a SIPp scenario that streams ``media_file`` to the echo route; the RTP packets
+    the gateway sent back, as captured on SIPp's media port."""
+    media_port = ports.rtp_block(4)
+    with capture(media_port) as cap:
+        result = sipp(
+            scenario, gateway.uri_host, "-s", "echo", timeout=30,
+            media_port=media_port, files=[media_file],
+        )  # fmt: skip
+    assert result.returncode == 0, result.explain()
+    return heard_on(cap.path, media_port)[1]
+
+
 def assert_echo_of_tone(heard: bytes, frequency_hz: int) -> bytes:
     """The loud part of ``heard`` (the gateway sends silence before the echo starts):
     at least 2.5 s of it, at ``frequency_hz``; returned for further checks."""
@@ -59,15 +79,8 @@ def test_echo_returns_tone_at_same_pitch_and_level(
 ) -> None:
     gateway = gateway_factory()
     tone = tone_ul(tmp_path, 1000)
-    media_port = ports.rtp_block(4)
-    with capture(media_port) as cap:
-        result = sipp(
-            "uac_tone_echo", gateway.uri_host, "-s", "echo", timeout=30,
-            media_port=media_port, files=[tone],
-        )  # fmt: skip
-    assert result.returncode == 0, result.explain()
-    heard, _ = heard_on(cap.path, media_port)
-    loud = assert_echo_of_tone(heard, 1000)
+    packets = call_echo(gateway, sipp, ports, capture, "uac_tone_echo", tone)
+    loud = assert_echo_of_tone(pcap.rtp_audio(packets), 1000)
     assert rms_dbfs(loud) == pytest.approx(rms_dbfs(decoded_ulaw(tone)), abs=3)
     (answered,) = gateway.events("answered")
     assert answered.fields["codec"] == "PCMU"
@@ -94,14 +107,7 @@ def test_echo_of_pcmu_offered_under_a_dynamic_payload_type(
     gateway = gateway_factory()
     tone_file = tone_ul(tmp_path, 1000)
     tone = rtp_pcap(tmp_path / "tone96.pcap", tone_file.read_bytes(), 96)
-    media_port = ports.rtp_block(4)
-    with capture(media_port) as cap:
-        result = sipp(
-            "uac_tone_echo_dynamic_pt", gateway.uri_host, "-s", "echo", timeout=30,
-            media_port=media_port, files=[tone],
-        )  # fmt: skip
-    assert result.returncode == 0, result.explain()
-    _, packets = heard_on(cap.path, media_port)
+    packets = call_echo(gateway, sipp, ports, capture, "uac_tone_echo_dynamic_pt", tone)
     assert packets and {p.pt for p in packets} == {96}
     first = packets[0].seq
     in_order = sorted(packets, key=lambda p: (p.seq - first) & 0xFFFF)
