@@ -172,15 +172,18 @@ class Trunk:
 def registrar_of(proxy: str) -> str:
     """The SIP URI a trunk's REGISTER is sent to: its proxy (``host:port``)."""
     host, port = parse_host_port(proxy, "proxy")
-    host = f"[{host}]" if ":" in host else host
-    return f"sip:{host}:{port}"
+    return f"sip:{_uri_host(host)}:{port}"
 
 
 def aor_of(username: str, proxy: str) -> str:
     """The address-of-record a trunk registers: ``sip:username@proxy-host``."""
     host, _ = parse_host_port(proxy, "proxy")
-    host = f"[{host}]" if ":" in host else host
-    return f"sip:{username}@{host}"
+    return f"sip:{username}@{_uri_host(host)}"
+
+
+def _uri_host(host: str) -> str:
+    """``host`` as a SIP URI writes it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
 
 
 def parse_host_port(text: str, where: str) -> tuple[str, int]:

@@ -48,9 +48,9 @@ class RegistrationSpec:
     name: str
     registrar: str
     aor: str
-    contact_user: str
     expires: int
     username: str
+    """Also the user part of the Contact registered."""
     password: str | None
     transport: str
 
@@ -60,7 +60,7 @@ class TrunkRegistration:
     """One trunk's registration, as /healthz reports it."""
 
     spec: RegistrationSpec
-    state: str = "registering"  # registered | failed | unregistering | unregistered
+    state: str = "registering"  # registered | failed | unregistering (then forgotten)
     expires: int = 0
     last_error: str | None = None
 
@@ -85,6 +85,11 @@ class EngineSettings:
     max_calls: int = 1000
     user_agent: str = "callstream"
     tcp: bool = True
+
+    @property
+    def advertised_host(self) -> str:
+        """The address written in Via, Contact and SDP: ``public_host``, else ``host``."""
+        return self.public_host or self.host
 
 
 @dataclass
@@ -119,7 +124,7 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started = False
         self.registrations: dict[str, TrunkRegistration] = {}
-        """Trunk registrations by the SIP agent's handle (``register_trunk``)."""
+        """Trunk registrations by the SIP agent's handle (``set_registrations``)."""
         self._unregistered = asyncio.Event()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -130,7 +135,7 @@ class Engine:
         )
         # The agent needs the real port for Via/Contact (the softphone binds port 0).
         self.agent = sip.SipAgent(
-            local_host=self.settings.public_host or self.settings.host,
+            local_host=self.settings.advertised_host,
             local_port=self.transport.local_port,
             user_agent=self.settings.user_agent,
             max_calls=self.settings.max_calls,
@@ -147,10 +152,7 @@ class Engine:
             self.hangup(call, "shutdown")
         if self.registrations:
             self._unregistered.clear()
-            for handle, registration in self.registrations.items():
-                registration.state = "unregistering"
-                self.agent.unregister(handle, self.now())
-            self.transport.pump()
+            self.set_registrations(())
             if self.agent.registrations == 0:  # none was left to remove
                 self._unregistered.set()
         if self._byes_pending:
@@ -210,7 +212,7 @@ class Engine:
                 spec.aor,
                 expires=spec.expires,
                 now=now,
-                contact_user=spec.contact_user,
+                contact_user=spec.username,
                 credentials=credentials,
                 transport=spec.transport,
             )
@@ -392,7 +394,7 @@ class Engine:
         answer = build_answer(
             offer,
             leg.media,
-            address=self.settings.public_host or self.settings.host,
+            address=self.settings.advertised_host,
             port=leg.socket.port,
             session_id=session.session_id,
             session_version=session.next_version(),
@@ -403,7 +405,7 @@ class Engine:
         assert call.leg is not None
         session = self._sdp[call.id]
         offer = build_offer(
-            address=self.settings.public_host or self.settings.host,
+            address=self.settings.advertised_host,
             port=call.leg.socket.port,
             session_id=session.session_id,
             session_version=session.next_version(),
@@ -527,7 +529,7 @@ class Engine:
         socket = await self.ports.allocate()
         session = _SdpSession(random.randint(1, 2**31), 1)
         offer = build_offer(
-            address=self.settings.public_host or self.settings.host,
+            address=self.settings.advertised_host,
             port=socket.port,
             session_id=session.session_id,
             session_version=session.version,

@@ -201,7 +201,6 @@ class CallService(MediaStreams, ProviderStreams, IncomingCallRouter):
                 name=trunk.name,
                 registrar=registrar_of(trunk.proxy),
                 aor=aor_of(trunk.username or "", trunk.proxy),
-                contact_user=trunk.username or "",
                 expires=trunk.register_expires,
                 username=trunk.username or "",
                 password=trunk.password,

@@ -353,10 +353,10 @@ class AgentCore:
         host = f"[{self.local_host}]" if ":" in self.local_host else self.local_host
         return f"SIP/2.0/{transport} {host}:{self.local_port};branch={branch};rport"
 
-    def _contact(self, transport: str) -> str:
+    def _contact(self, transport: str, user: str = "callstream") -> str:
         host = f"[{self.local_host}]" if ":" in self.local_host else self.local_host
         suffix = ";transport=tcp" if transport == "TCP" else ""
-        return f"<sip:callstream@{host}:{self.local_port}{suffix}>"
+        return f"<sip:{user}@{host}:{self.local_port}{suffix}>"
 
     def _fail(self, call: CallState, status: int, reason: str) -> None:
         self._events.append(CallFailed(call.handle, status, reason))

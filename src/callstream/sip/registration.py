@@ -128,7 +128,7 @@ class RegistrationClient(AgentCore):
         headers.add("To", f"<{registration.aor}>")
         headers.add("Call-ID", registration.call_id)
         headers.add("CSeq", f"{registration.cseq} REGISTER")
-        headers.add("Contact", self._registration_contact(registration))
+        headers.add("Contact", self._contact(registration.transport, registration.contact_user))
         headers.add("Expires", str(expires))
         headers.add("User-Agent", self.user_agent)
         if registration.authorization is not None:
@@ -140,11 +140,6 @@ class RegistrationClient(AgentCore):
         registration.txn_key = txn.key
         self._register_txns[txn.key] = registration.handle
 
-    def _registration_contact(self, registration: Registration) -> str:
-        host = f"[{self.local_host}]" if ":" in self.local_host else self.local_host
-        suffix = ";transport=tcp" if registration.transport == "TCP" else ""
-        return f"<sip:{registration.contact_user}@{host}:{self.local_port}{suffix}>"
-
     def _on_register_outcome(
         self, key: tuple[str, str], response: SipResponse | None, status: int, now: float
     ) -> None:
@@ -154,7 +149,7 @@ class RegistrationClient(AgentCore):
         if registration is None or registration.txn_key != key or status < 200:
             return
         registration.txn_key = None
-        if 200 <= status < 300:
+        if 200 <= status < 300 and response is not None:
             self._registered(registration, response, now)
             return
         if response is not None and status in (401, 407):
@@ -178,14 +173,12 @@ class RegistrationClient(AgentCore):
         registration.retry_s = min(registration.retry_s * 2, RETRY_MAX_S)
         self._timer_queue.schedule(registration)
 
-    def _registered(
-        self, registration: Registration, response: SipResponse | None, now: float
-    ) -> None:
+    def _registered(self, registration: Registration, response: SipResponse, now: float) -> None:
         if registration.unregistering:
             del self._registrations[registration.handle]
             self._events.append(Registered(registration.handle, 0))
             return
-        granted = _granted_expiry(response, registration) if response else None
+        granted = _granted_expiry(response, registration)
         expires = registration.expires if granted is None else granted
         registration.challenged.clear()
         registration.authorization = None  # a refresh is challenged afresh
@@ -228,31 +221,13 @@ class RegistrationClient(AgentCore):
 def _granted_expiry(response: SipResponse, registration: Registration) -> int | None:
     """The expiry the registrar granted our binding (§10.2.4), or None if it did not say."""
     ours = f"{registration.contact_user}@"
-    for value in response.headers.get_all("Contact"):
-        for part in _split_contacts(value):
-            try:
-                contact = NameAddr.parse(part)
-            except ProtocolError:
-                continue
-            expires = contact.params.get("expires")
-            if ours in str(contact.uri) and expires is not None and expires.isdigit():
-                return int(expires)
+    for value in response.headers.get_all("Contact"):  # a list header: split per contact
+        try:
+            contact = NameAddr.parse(value)
+        except ProtocolError:
+            continue
+        expires = contact.params.get("expires")
+        if ours in str(contact.uri) and expires is not None and expires.isdigit():
+            return int(expires)
     header = (response.headers.get("Expires") or "").strip()
     return int(header) if header.isdigit() else None
-
-
-def _split_contacts(value: str) -> list[str]:
-    """A Contact header value split at the commas between its entries (not in <> or "")."""
-    parts, depth, quoted, start = [], 0, False, 0
-    for index, char in enumerate(value):
-        if char == '"':
-            quoted = not quoted
-        elif not quoted and char == "<":
-            depth += 1
-        elif not quoted and char == ">":
-            depth -= 1
-        elif not quoted and depth == 0 and char == ",":
-            parts.append(value[start:index].strip())
-            start = index + 1
-    parts.append(value[start:].strip())
-    return [part for part in parts if part]
