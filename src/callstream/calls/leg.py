@@ -62,6 +62,8 @@ class Leg:
         self._on_rtp_timeout = on_rtp_timeout
         self._rtp_timeout = rtp_timeout
         self._last_heard = now
+        self._heard = False
+        """RTP arrived since the last tick (the tick stamps ``_last_heard``: no clock per packet)."""
         self._timed_out = False
         self.malformed_packets = 0
         socket.set_receiver(self.on_rtp)
@@ -93,7 +95,7 @@ class Leg:
         if addr != self.remote:
             self.remote = addr  # symmetric RTP: answer where the peer really sends from
         self._latched = True
-        self._last_heard = asyncio.get_running_loop().time()
+        self._heard = True
         for frame in received.frames:
             self._deliver(frame)
         for digit in received.dtmf:
@@ -158,7 +160,10 @@ class Leg:
                 frame = said if said is not None else SILENCE
                 for tap in self._said_taps:
                     tap(frame)
-        if not self.held and now - self._last_heard > self._rtp_timeout:
+        if self._heard:
+            self._heard = False
+            self._last_heard = now
+        elif not self.held and now - self._last_heard > self._rtp_timeout:
             self._timed_out = True
             self._on_rtp_timeout()
 
