@@ -8,6 +8,7 @@ import pytest
 
 from callstream.calls.leg import Leg
 from callstream.codecs.g711 import alaw_encode, ulaw_decode, ulaw_encode
+from callstream.media.clock import MediaClock
 from callstream.media.frame import FRAME_BYTES
 from callstream.media.sources import PcmPlayer
 from callstream.rtp.packet import RtpPacket
@@ -210,3 +211,42 @@ async def test_skipped_ticks_drop_playout_frames_and_move_the_rtp_clock() -> Non
     assert second.timestamp == (first.timestamp + 5 * 160) & 0xFFFFFFFF
     assert ulaw_decode(second.payload) == ulaw_decode(ulaw_encode(frames[5]))
     assert (playout.skipped_frames, playout.dropped_frames) == (4, 4)
+
+
+async def test_a_real_time_stream_moves_the_legs_tick_to_its_phase() -> None:
+    """A client frame arriving 2 ms after the leg's tick, one frame standing: the stream's
+    playout moves the leg's tick on the media clock instead of dropping frames."""
+    from callstream.media.playout import PlayoutBuffer
+    from tests.media.test_clock import FakeLoop, run_next
+
+    fake_loop = FakeLoop()
+    clock = MediaClock(fake_loop, period=0.02)  # type: ignore[arg-type]
+    socket = RecordingSocket()
+    leg = Leg(
+        socket,  # type: ignore[arg-type]
+        on_dtmf=lambda digit, ms: None,
+        on_rtp_timeout=lambda: None,
+        rtp_timeout=3600.0,
+        now=fake_loop.now,
+        clock=clock,
+    )
+    leg.apply_media(media(), fake_loop.now)
+    leg.start_sending()
+    clock.add(leg)
+    clock.start()
+    playout = PlayoutBuffer(trim_window_ticks=50, clock=fake_loop.time)
+    leg.play(playout)
+    playout.push(bytes(2 * FRAME_BYTES))  # one frame standing behind the first
+    next_push, pushed = fake_loop.now + 0.022, 0  # 2 ms after the first tick
+    while len(socket.sent) < 200:
+        if next_push < fake_loop.pending[0][0]:
+            fake_loop.now = next_push
+            playout.push(bytes(FRAME_BYTES))
+            pushed += 1
+            next_push += 0.02
+        else:
+            run_next(fake_loop)
+    assert clock.slot_of(leg) == 20 - 34 % 20 and playout.phase_advanced_s == pytest.approx(0.034)
+    assert playout.dropped_frames == 0 and playout.frames_out == 2 + pushed - playout.queued_frames
+    leg.stop(playout)
+    assert playout.jitter_allowance_s == pytest.approx(0.015)  # unbound: trims again

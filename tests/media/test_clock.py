@@ -57,15 +57,22 @@ class FakeLoop:
 
     def __init__(self) -> None:
         self.now = 100.0
-        self.pending: list[tuple[float, object]] = []
+        self.timers: list[FakeHandle] = []
         self.soon: list[FakeHandle] = []
+
+    @property
+    def pending(self) -> list[tuple[float, object]]:
+        """The timers not cancelled, earliest first."""
+        live = sorted((h for h in self.timers if not h.cancelled), key=lambda h: h.when)
+        return [(handle.when, handle.callback) for handle in live]
 
     def time(self) -> float:
         return self.now
 
     def call_at(self, when: float, callback: object) -> "FakeHandle":
-        self.pending.append((when, callback))
-        return FakeHandle(callback)
+        handle = FakeHandle(callback, when)
+        self.timers.append(handle)
+        return handle
 
     def call_soon(self, callback: object) -> "FakeHandle":
         handle = FakeHandle(callback)
@@ -81,8 +88,9 @@ class FakeLoop:
 
 
 class FakeHandle:
-    def __init__(self, callback: object) -> None:
+    def __init__(self, callback: object, when: float = 0.0) -> None:
         self.callback = callback
+        self.when = when
         self.cancelled = False
 
     def cancel(self) -> None:
@@ -90,10 +98,13 @@ class FakeHandle:
 
 
 def run_next(loop: FakeLoop, lateness: float = 0.0) -> float:
-    when, callback = loop.pending.pop(0)
-    loop.now = when + lateness
-    callback()  # type: ignore[operator]
-    return when
+    """Fire the earliest live timer ``lateness`` seconds after its deadline."""
+    live = [handle for handle in loop.timers if not handle.cancelled]
+    handle = min(live, key=lambda h: h.when)
+    loop.timers.remove(handle)
+    loop.now = handle.when + lateness
+    handle.callback()  # type: ignore[operator]
+    return handle.when
 
 
 def test_deadlines_are_start_plus_n_periods_despite_lateness() -> None:
@@ -190,7 +201,9 @@ def test_a_long_tick_is_cut_into_slices_so_the_loop_can_poll_between_them() -> N
     loop.run_soon()
     assert order == list(range(40)) and not loop.soon
     assert clock.slices == 2
-    assert {listener.times[0] for listener in listeners} == {loop.pending[0][0] - 0.02}
+    first_times = {listener.times[0] for listener in listeners}
+    assert len(first_times) == 1  # every slice ticks with the slot's own now
+    assert first_times.pop() == pytest.approx(loop.pending[0][0] - 0.02, abs=1e-9)
 
 
 def test_cheap_ticks_run_in_one_go() -> None:
@@ -244,3 +257,91 @@ def test_early_listeners_tick_first_whenever_they_were_added() -> None:
     order.clear()
     run_next(loop)
     assert order == [0, 1, 2, 7]
+
+
+# -- phase slots --------------------------------------------------------------------------
+class Mover(Counter):
+    """Asks the clock, from its own tick number ``at``, to tick ``seconds`` earlier."""
+
+    def __init__(self, clock: MediaClock, at: int, seconds: float) -> None:
+        super().__init__()
+        self.clock, self.at, self.seconds = clock, at, seconds
+        self.applied: list[float] = []
+
+    def on_tick(self, now: float) -> None:
+        super().on_tick(now)
+        if len(self.times) == self.at:
+            self.applied.append(self.clock.advance(self, self.seconds))
+
+
+def test_advance_brings_a_listeners_ticks_earlier_by_whole_slots() -> None:
+    loop = FakeLoop()
+    clock = MediaClock(loop, period=0.02)  # type: ignore[arg-type]
+    mover = Mover(clock, at=2, seconds=0.0035)
+    still = Counter()
+    clock.add(mover)
+    clock.add(still)
+    clock.start()
+    while len(still.times) < 5:
+        run_next(loop)
+    assert mover.applied == [pytest.approx(0.003)]
+    assert clock.slot_of(mover) == 17 and clock.slot_of(still) == 0 and clock.moves == 1
+    # one tick per period each, the mover's 3 ms earlier from its third tick on
+    assert still.times == pytest.approx([100.02, 100.04, 100.06, 100.08, 100.10])
+    assert mover.times == pytest.approx([100.02, 100.04, 100.057, 100.077, 100.097])
+
+
+def test_the_timer_fires_only_at_slots_that_hold_a_listener() -> None:
+    loop = FakeLoop()
+    clock = MediaClock(loop, period=0.02)  # type: ignore[arg-type]
+    clock.add(Mover(clock, at=1, seconds=0.005))
+    clock.add(Counter())
+    clock.start()
+    fired = [run_next(loop) for _ in range(5)]
+    assert fired == pytest.approx([100.02, 100.035, 100.04, 100.055, 100.06])
+
+
+def test_advance_is_less_than_a_period_and_nothing_outside_the_listeners_tick() -> None:
+    loop = FakeLoop()
+    clock = MediaClock(loop, period=0.02)  # type: ignore[arg-type]
+    greedy, tiny = Mover(clock, at=1, seconds=0.5), Mover(clock, at=1, seconds=0.0004)
+    clock.add(greedy)
+    clock.add(tiny)
+    clock.start()
+    run_next(loop)
+    assert greedy.applied == [pytest.approx(0.019)] and clock.slot_of(greedy) == 1
+    assert tiny.applied == [0.0] and clock.slot_of(tiny) == 0
+    assert clock.advance(tiny, 0.005) == 0.0  # between ticks: a move could skip a period
+    assert clock.advance(Counter(), 0.005) == 0.0  # not registered
+    assert clock.slot_of(tiny) == 0
+
+
+def test_a_stall_skips_the_same_ticks_for_listeners_in_every_slot() -> None:
+    loop = FakeLoop()
+    clock = MediaClock(loop, period=0.02, max_catch_up=5)  # type: ignore[arg-type]
+    moved, told = Mover(clock, at=1, seconds=0.010), SkipCounter()
+    clock.add(moved)
+    clock.add(told)
+    clock.start()
+    run_next(loop)  # both tick at slot 0; moved goes to slot 10
+    run_next(loop)  # slot 10: moved
+    run_next(loop, lateness=0.505)  # slot 0 of the next period, 25.25 periods late
+    assert told.skipped == [25] and clock.ticks_skipped == 25
+    assert len(told.times) == 2 and len(moved.times) == 2
+    next_deadline, _ = loop.pending[0]
+    assert next_deadline > loop.now  # moved's slot, after the stall: no burst
+    run_next(loop)
+    assert len(moved.times) == 3 and len(told.times) == 2
+
+
+def test_a_moved_listener_can_be_discarded() -> None:
+    loop = FakeLoop()
+    clock = MediaClock(loop, period=0.02)  # type: ignore[arg-type]
+    mover = Mover(clock, at=1, seconds=0.005)
+    clock.add(mover)
+    clock.start()
+    run_next(loop)
+    clock.discard(mover)
+    assert len(clock) == 0 and clock.slot_of(mover) is None
+    run_next(loop)
+    assert len(mover.times) == 1

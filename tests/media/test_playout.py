@@ -356,3 +356,87 @@ def test_the_margin_comes_back_down_when_the_jitter_is_gone() -> None:
     _real_time(buffer, time, arrives_after_tick_s=0.002, ticks=50 * 30)
     assert buffer.jitter_allowance_s == pytest.approx(0.015)
     assert buffer.trimmed_frames == 1  # once the margin was back under 18 ms
+
+
+# -- phase moves instead of trims (a reader on the media clock's phase slots) --------------
+def _real_time_with_movable_tick(
+    buffer: PlayoutBuffer, time: FakeTime, arrives_after_tick_s: float, ticks: int
+) -> tuple[list[float], list[bytes | None], list[bytes]]:
+    """Like ``_real_time``, but the reader's tick moves earlier when the buffer asks, as
+    ``MediaClock.advance`` does (whole 1 ms slots, less than a period). Returns the
+    waits of the frames played, what each tick played, and what the sender pushed."""
+    requested: list[float] = []
+
+    def advance(seconds: float) -> float:
+        applied = min(int(seconds / 0.001 + 1e-6), 19) * 0.001
+        requested.append(applied)
+        return applied
+
+    buffer.bind_tick_phase(advance)
+    pushed_at: dict[bytes, float] = {}
+    played: list[bytes | None] = []
+    pushed: list[bytes] = []
+    waits = []
+    next_tick, next_push = 0.0, arrives_after_tick_s
+    while len(played) < ticks:
+        if next_push < next_tick:
+            time.now = next_push
+            frame = _frame(len(pushed) % 250)
+            pushed_at[frame] = next_push
+            pushed.append(frame)
+            buffer.push(frame)
+            next_push += 0.02
+            continue
+        time.now = next_tick
+        frame = buffer.read_frame()
+        played.append(frame)
+        if frame in pushed_at:
+            waits.append(round(next_tick - pushed_at[frame], 4))
+        next_tick += 0.02 - sum(requested)
+        requested.clear()
+    return waits, played, pushed
+
+
+def test_a_bound_buffer_moves_the_tick_to_the_senders_phase_and_drops_nothing() -> None:
+    """Arriving 2 ms after a tick with one frame standing (38 ms of wait, as in the trim
+    test above): the tick moves 19 ms, then 15 ms earlier; every frame is played, in
+    order, and from then on each waits the 4 ms allowance."""
+    time = FakeTime()
+    buffer = PlayoutBuffer(trim_window_ticks=50, clock=time)
+    buffer.push(_frame(254) + _frame(255))
+    waits, played, pushed = _real_time_with_movable_tick(buffer, time, 0.002, ticks=200)
+    assert buffer.trimmed_frames == 0 and buffer.dropped_frames == 0
+    assert buffer.phase_advanced_s == pytest.approx(0.034)
+    assert waits[0] == 0.038 and set(waits[-100:]) == {0.004}
+    heard = [frame for frame in played if frame is not None]
+    assert heard == [_frame(254), _frame(255), *pushed[: len(heard) - 2]]  # nothing lost
+    assert None not in played
+
+
+def test_a_bound_buffer_keeps_the_allowance_when_the_phase_is_already_right() -> None:
+    time = FakeTime()
+    buffer = PlayoutBuffer(trim_window_ticks=50, clock=time)
+    waits, played, _ = _real_time_with_movable_tick(buffer, time, 0.017, ticks=200)
+    assert buffer.phase_advanced_s == 0.0 and set(waits) == {0.003}
+    assert None not in played[1:]
+
+
+def test_unbinding_restores_the_trim_and_its_allowance() -> None:
+    time = FakeTime()
+    buffer = PlayoutBuffer(trim_window_ticks=50, clock=time)
+    buffer.bind_tick_phase(lambda seconds: seconds)
+    assert buffer.jitter_allowance_s == pytest.approx(0.004)
+    buffer.bind_tick_phase(None)
+    assert buffer.jitter_allowance_s == pytest.approx(0.015)
+    buffer.push(_frame(254) + _frame(255))
+    _real_time(buffer, time, arrives_after_tick_s=0.002, ticks=200)
+    assert buffer.trimmed_frames == 1 and buffer.phase_advanced_s == 0.0
+
+
+def test_a_prebuffer_moves_nothing() -> None:
+    time = FakeTime()
+    buffer = PlayoutBuffer(trim_window_ticks=50, clock=time)
+    for n in range(10):  # the client keeps 200 ms queued on purpose
+        buffer.push(_frame(200 + n))
+    _real_time_with_movable_tick(buffer, time, 0.002, ticks=200)
+    assert buffer.phase_advanced_s == 0.0 and buffer.queued_frames >= 9

@@ -354,6 +354,7 @@ class Engine:
             on_rtp_timeout=lambda: self.hangup(call, "rtp_timeout"),
             rtp_timeout=self.settings.rtp_timeout,
             now=self.now(),
+            clock=self.clock,
         )
         if media is not None:
             leg.apply_media(media, self.now())

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from callstream.errors import RtpError
 from callstream.io.rtp import Address, RtpSocket
+from callstream.media.clock import MediaClock
 from callstream.media.frame import FRAME_BYTES, SILENCE
 from callstream.media.mixer import mix
 from callstream.media.sources import AudioSource
@@ -42,8 +43,11 @@ class Leg:
         on_rtp_timeout: Callable[[], None],
         rtp_timeout: float,
         now: float,
+        clock: MediaClock | None = None,
     ) -> None:
         self.socket = socket
+        self.clock = clock
+        """The clock that ticks this leg: a real-time stream source moves our tick's phase."""
         self.session = RtpSession(payload_type=0, telephone_event_pt=101)
         self.remote: Address | None = None
         self._latched = False
@@ -63,7 +67,7 @@ class Leg:
         self._rtp_timeout = rtp_timeout
         self._last_heard = now
         self._heard = False
-        """RTP arrived since the last tick (the tick stamps ``_last_heard``: no clock per packet)."""
+        """RTP arrived since the last tick (stamped then: no clock read per packet)."""
         self._timed_out = False
         self.malformed_packets = 0
         socket.set_receiver(self.on_rtp)
@@ -133,11 +137,22 @@ class Leg:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._sources.append(source)
         self._waiters[id(source)] = future
+        bind_tick_phase = getattr(source, "bind_tick_phase", None)
+        if bind_tick_phase is not None and self.clock is not None:
+            bind_tick_phase(self._advance_tick)
         return future
+
+    def _advance_tick(self, seconds: float) -> float:
+        """A real-time stream's frames wait ``seconds`` more than they need: tick earlier."""
+        assert self.clock is not None
+        return self.clock.advance(self, seconds)
 
     def stop(self, source: AudioSource) -> None:
         if source in self._sources:
             self._sources.remove(source)
+            bind_tick_phase = getattr(source, "bind_tick_phase", None)
+            if bind_tick_phase is not None:
+                bind_tick_phase(None)
         future = self._waiters.pop(id(source), None)
         if future is not None and not future.done():
             future.set_result(None)

@@ -46,6 +46,9 @@ class _MarkedPlayout:
         self._was_playing = False
         self.done = False
 
+    def bind_tick_phase(self, advance: Callable[[float], float] | None) -> None:
+        self._buffer.bind_tick_phase(advance)
+
     def read_frame(self) -> bytes | None:
         frame = self._buffer.read_frame()
         if self._buffer.played_marks:

@@ -2,7 +2,7 @@
 
 ARCHITECTURE invariant: one clock drives every send; nothing per packet creates a task
 or a timer. The clock arms a single ``loop.call_at`` for the next deadline, and the
-deadlines are ``start + n * period`` on the loop's monotonic time, so the tick never
+deadlines are ``start + n * slot`` on the loop's monotonic time, so the tick never
 drifts however long the listeners take. If the loop stalls for longer than
 ``max_catch_up`` periods, the missed ticks are counted and skipped rather than sent
 in a burst (a burst of stale audio is worse than a short gap). Listeners that define
@@ -10,14 +10,25 @@ in a burst (a burst of stale audio is worse than a short gap). Listeners that de
 paced source (a stream's playout buffer) drops the n frames those ticks would have
 played instead of holding them for good as added delay.
 
-A tick's work is done in slices of about ``slice_budget_s`` (1 ms): when a slice has
-used its budget, the rest of the listeners run in a callback queued with ``call_soon``,
-after the loop has polled its sockets. At 400 calls a tick is several milliseconds of
-work, and an RTP packet or WebSocket message arriving at its start would otherwise wait
-for all of it (bench/RESULTS.md: RTP→WebSocket p99). The slices of one tick run in
-listener order with the tick's ``now``; a listener removed meanwhile (its call ended
-between two slices) is not ticked again. A tick whose slices are still queued when the
-next one is due is finished first, so no listener is ever ticked twice at once.
+**Phase slots.** The period is cut into ``slots`` phases (20 of 1 ms). Every listener
+ticks once per period, in its own slot: slot 0 unless it moved. A listener moves itself
+earlier with ``advance(listener, seconds)`` from within its own ``on_tick``: a leg whose
+WebSocket client sends one frame per 20 ms moves to the slot just after that client's
+frames arrive, so a frame waits ~1–5 ms for its tick instead of 0–20 ms (issue 6:
+WS→RTP latency, and the standing backlog that phase mismatch leaves, which the playout
+used to drop frames to trim). A move only ever brings the listener's next tick earlier
+(its peer gets one packet early, which a jitter buffer absorbs); nothing is dropped and
+nothing is ticked twice in one period. The timer fires only at slots that hold a listener,
+so a clock whose listeners all sit in slot 0 fires once per period as it always did.
+
+A slot's work is done in slices of about ``slice_budget_s`` (1 ms): when a slice has
+used its budget, the rest of the slot's listeners run in a callback queued with
+``call_soon``, after the loop has polled its sockets. At 400 calls a tick is several
+milliseconds of work, and an RTP packet or WebSocket message arriving at its start would
+otherwise wait for all of it (bench/RESULTS.md: RTP→WebSocket p99). The slices of one
+slot run in listener order with the slot's ``now``; a listener removed meanwhile (its
+call ended between two slices) is not ticked again. A slot whose slices are still queued
+when the next one is due is finished first, so no listener is ever ticked twice at once.
 """
 
 from __future__ import annotations
@@ -36,6 +47,8 @@ logger = logging.getLogger("callstream.media")
 STALL_WARNING_INTERVAL_S = 10.0
 SLICE_BUDGET_S = 0.001
 """Work done in one go before the loop may poll its sockets (see the module docstring)."""
+SLOTS_PER_PERIOD = 20
+"""Phases a listener can tick at: 1 ms apart in a 20 ms period."""
 _LISTENERS_PER_CHECK = 16
 """The budget is checked every this many listeners (a check costs a clock read)."""
 
@@ -63,6 +76,37 @@ class SkipListener(Protocol):
         """``skipped_ticks`` ticks were skipped after a stall. Optional on a listener."""
 
 
+class _Slot:
+    """The listeners of one phase of the period, in the order they tick."""
+
+    __slots__ = ("listeners", "early", "snapshot")
+
+    def __init__(self) -> None:
+        self.listeners: dict[int, TickListener] = {}
+        self.early: set[int] = set()
+        self.snapshot: tuple[TickListener, ...] = ()
+
+    def add(self, listener: TickListener, early: bool) -> None:
+        self.listeners[id(listener)] = listener
+        if early:
+            self.early.add(id(listener))
+        self._order()
+
+    def remove(self, key: int) -> None:
+        del self.listeners[key]
+        self.early.discard(key)
+        self._order()
+
+    def _order(self) -> None:
+        listeners = self.listeners
+        if not self.early:
+            self.snapshot = tuple(listeners.values())
+            return
+        early = [listener for key, listener in listeners.items() if key in self.early]
+        rest = [listener for key, listener in listeners.items() if key not in self.early]
+        self.snapshot = (*early, *rest)
+
+
 class MediaClock:
     """Calls ``on_tick(now)`` on every registered listener every ``period`` seconds."""
 
@@ -71,74 +115,115 @@ class MediaClock:
         loop: asyncio.AbstractEventLoop,
         *,
         period: float = FRAME_SECONDS,
+        slots: int = SLOTS_PER_PERIOD,
         max_catch_up: int = 5,
         slice_budget_s: float = SLICE_BUDGET_S,
         timer: Callable[[], float] = time.perf_counter,
     ) -> None:
+        if slots < 1:
+            raise ValueError("slots must be at least 1")
         self._loop = loop
         self._slice_budget_s = slice_budget_s
         self._timer = timer
-        # The tick in progress, when its listeners did not fit in one slice.
+        # The slot in progress, when its listeners did not fit in one slice.
         self._slice_handle: asyncio.Handle | None = None
         self._slice_listeners: tuple[TickListener, ...] = ()
         self._slice_next = 0
         self._slice_now = 0.0
         self.slices = 0
-        """Continuation slices run so far (ticks that needed more than one)."""
+        """Continuation slices run so far (slots that needed more than one)."""
         self.period = period
+        self.slot_count = slots
+        self.slot_seconds = period / slots
         self._max_catch_up = max_catch_up
-        self._listeners: dict[int, TickListener] = {}
-        self._early: set[int] = set()
-        self._snapshot: tuple[TickListener, ...] = ()
+        self._slots = [_Slot() for _ in range(slots)]
+        self._slot_of: dict[int, int] = {}
+        """Each listener's slot, by ``id``."""
         self._handle: asyncio.TimerHandle | None = None
+        self._armed_slot = 0
+        """The absolute slot number (``start + n * slot``) the timer is armed for."""
+        self._current_slot = 0
+        """The absolute slot number whose listeners run (or last ran)."""
         self._start = 0.0
-        self.ticks = 0
         self.ticks_skipped = 0
         self.max_lag = 0.0
         """Largest lateness of a tick seen so far, in seconds (event-loop lag)."""
         self.stalls = 0
         """How many times ticks were skipped (each stall counts once)."""
+        self.moves = 0
+        """Listeners moved to an earlier slot so far (``advance``)."""
+        self._ticking: TickListener | None = None
+        """The listener whose ``on_tick`` runs now (the only one ``advance`` moves)."""
         self._next_stall_warning = 0.0
 
     @property
     def running(self) -> bool:
         return self._handle is not None
 
-    def add(self, listener: TickListener, *, early: bool = False) -> None:
-        """Tick ``listener`` from the next tick on.
+    @property
+    def ticks(self) -> int:
+        """Periods begun since ``start``."""
+        return -(-self._current_slot // self.slot_count)
 
-        ``early`` listeners are ticked before all others, whenever they were added: a
-        conference's mixer must fill its participants' outboxes before their legs read
-        them, or every mixed frame waits one tick more (20 ms) when the conference was
-        created after the calls joining it.
+    def add(self, listener: TickListener, *, early: bool = False) -> None:
+        """Tick ``listener`` from the next period on, in slot 0.
+
+        ``early`` listeners are ticked before all others of their slot, whenever they
+        were added: a conference's mixer must fill its participants' outboxes before
+        their legs read them, or every mixed frame waits one tick more (20 ms) when the
+        conference was created after the calls joining it.
         """
-        self._listeners[id(listener)] = listener
-        if early:
-            self._early.add(id(listener))
-        self._snapshot = self._ordered()
+        self.discard(listener)
+        self._slot_of[id(listener)] = 0
+        self._slots[0].add(listener, early)
+        self._arm()
 
     def discard(self, listener: TickListener) -> None:
-        if self._listeners.pop(id(listener), None) is not None:
-            self._early.discard(id(listener))
-            self._snapshot = self._ordered()
+        slot = self._slot_of.pop(id(listener), None)
+        if slot is not None:
+            self._slots[slot].remove(id(listener))
 
-    def _ordered(self) -> tuple[TickListener, ...]:
-        listeners = self._listeners
-        if not self._early:
-            return tuple(listeners.values())
-        early = [listener for key, listener in listeners.items() if key in self._early]
-        rest = [listener for key, listener in listeners.items() if key not in self._early]
-        return (*early, *rest)
+    def slot_of(self, listener: TickListener) -> int | None:
+        """The phase slot ``listener`` ticks in (0 … slots-1), None when not registered."""
+        return self._slot_of.get(id(listener))
+
+    def advance(self, listener: TickListener, seconds: float) -> float:
+        """Bring ``listener``'s ticks ``seconds`` earlier from now on; the seconds applied.
+
+        Only from the listener's own ``on_tick``: its next tick then comes after
+        ``period - applied`` instead of ``period``. The move is rounded down to whole
+        slots and is less than one period; 0.0 when that rounds to nothing, when the
+        listener is not registered, or when called outside its tick (a move then could
+        make it miss a period).
+        """
+        key = id(listener)
+        slot = self._slot_of.get(key)
+        if slot is None or listener is not self._ticking:
+            return 0.0
+        # a hair of tolerance: 0.003 / 0.001 must give 3 slots, not 2.9999…
+        moved = min(int(seconds / self.slot_seconds + 1e-6), self.slot_count - 1)
+        if moved <= 0:
+            return 0.0
+        new_slot = (slot - moved) % self.slot_count
+        entry = self._slots[slot].listeners[key]
+        early = key in self._slots[slot].early
+        self._slots[slot].remove(key)
+        self._slots[new_slot].add(entry, early)
+        self._slot_of[key] = new_slot
+        self.moves += 1
+        self._arm()
+        return moved * self.slot_seconds
 
     def __len__(self) -> int:
-        return len(self._listeners)
+        return len(self._slot_of)
 
     def start(self) -> None:
         if self._handle is not None:
             return
         self._start = self._loop.time()
-        self.ticks = 0
-        self._handle = self._loop.call_at(self._start + self.period, self._tick)
+        self._current_slot = 0
+        self._handle = None
+        self._arm(force=True)
 
     def stop(self) -> None:
         if self._handle is not None:
@@ -148,34 +233,64 @@ class MediaClock:
             self._slice_handle.cancel()
             self._slice_handle = None
 
-    def _tick(self) -> None:
-        if self._slice_handle is not None:  # the last tick is not done: finish it first
+    def _next_occupied(self) -> int:
+        """The first absolute slot after the current one that has listeners (or the
+        next period's slot 0 when none has)."""
+        current = self._current_slot
+        count = self.slot_count
+        slots = self._slots
+        for ahead in range(1, count + 1):
+            if slots[(current + ahead) % count].listeners:
+                return current + ahead
+        return current + count - current % count
+
+    def _arm(self, force: bool = False) -> None:
+        """(Re)arm the timer for the next occupied slot, if it moved earlier."""
+        if self._handle is None and not force:
+            return  # not started, or stopped
+        wanted = self._next_occupied()
+        if self._handle is not None:
+            if wanted >= self._armed_slot:
+                return
+            self._handle.cancel()
+        self._armed_slot = wanted
+        self._handle = self._loop.call_at(self._deadline(wanted), self._fire)
+
+    def _deadline(self, absolute_slot: int) -> float:
+        period, slot = divmod(absolute_slot, self.slot_count)
+        return self._start + period * self.period + slot * self.slot_seconds
+
+    def _fire(self) -> None:
+        if self._slice_handle is not None:  # the last slot is not done: finish it first
             self._slice_handle.cancel()
             self._slice_handle = None
             self._run_listeners(self._slice_listeners, self._slice_next, self._slice_now, None)
         now = self._loop.time()
-        self.ticks += 1
-        deadline = self._start + self.ticks * self.period
+        current = self._armed_slot
+        deadline = self._deadline(current)
         lag = now - deadline
         if lag > self.max_lag:
             self.max_lag = lag
         if lag > self._max_catch_up * self.period:
             skipped = int(lag / self.period)
-            self.ticks += skipped
+            current += skipped * self.slot_count  # same phase, whole periods later
             self.ticks_skipped += skipped
             self.stalls += 1
-            deadline += skipped * self.period
             self._warn_stall(now, lag, skipped)
+            self._current_slot = current
             self._notify_skipped(skipped)
-        self._handle = self._loop.call_at(deadline + self.period, self._tick)
-        self._run_listeners(self._snapshot, 0, now, self._timer() + self._slice_budget_s)
+        self._current_slot = current
+        self._handle = None
+        self._arm(force=True)
+        listeners = self._slots[current % self.slot_count].snapshot
+        self._run_listeners(listeners, 0, now, self._timer() + self._slice_budget_s)
 
     def _run_listeners(
         self, listeners: tuple[TickListener, ...], first: int, now: float, until: float | None
     ) -> None:
         """Tick ``listeners[first:]``; past ``until`` (timer), queue the rest as a slice."""
         count = len(listeners)
-        registered = self._listeners
+        registered = self._slot_of
         continuing = first > 0
         index = first
         while index < count:
@@ -183,11 +298,13 @@ class MediaClock:
             index += 1
             if continuing and id(listener) not in registered:
                 continue
+            self._ticking = listener
             try:
                 listener.on_tick(now)
             except Exception:  # one broken leg must not silence the others
                 logger.exception("tick listener %r failed; removing it", listener)
                 self.discard(listener)
+            self._ticking = None
             if (
                 until is not None
                 and index % _LISTENERS_PER_CHECK == 0
@@ -223,11 +340,12 @@ class MediaClock:
         )
 
     def _notify_skipped(self, skipped_ticks: int) -> None:
-        for listener in self._snapshot:
-            on_ticks_skipped = getattr(listener, "on_ticks_skipped", None)
-            if on_ticks_skipped is None:
-                continue
-            try:
-                on_ticks_skipped(skipped_ticks)
-            except Exception:  # like on_tick: one broken leg must not silence the others
-                logger.exception("tick listener %r failed on skipped ticks", listener)
+        for slot in self._slots:
+            for listener in slot.snapshot:
+                on_ticks_skipped = getattr(listener, "on_ticks_skipped", None)
+                if on_ticks_skipped is None:
+                    continue
+                try:
+                    on_ticks_skipped(skipped_ticks)
+                except Exception:  # like on_tick: one broken leg must not silence the others
+                    logger.exception("tick listener %r failed on skipped ticks", listener)

@@ -35,6 +35,15 @@ late (a tick found the buffer empty) widens it by 10 ms, up to 75 ms, and each w
 without narrows it by 2 ms. So a client with sporadic jitter ends up with the margin it
 needs instead of a gap and a dropped frame at every spike.
 
+**Phase moves instead of trims.** Most of a real-time sender's wait is not a backlog
+but phase: its frames arrive at some point of the 20 ms period and wait for the tick.
+When whoever reads the buffer can move its tick (a leg on the media clock's phase slots,
+``bind_tick_phase``), the window's verdict moves the tick earlier instead of dropping
+frames: by the wait that exceeds the allowance, less than a period per window. Nothing is
+lost: a standing frame is played by the earlier tick, and the client's frames then wait
+about the allowance. The allowance then starts lower (``PHASE_JITTER_ALLOWANCE_S``) and
+adapts the same way. A buffer nobody moves for (a conference's source) trims as above.
+
 Marks (Plivo's ``checkpoint``, Twilio's ``mark``) record a position in the queued
 audio; once every frame queued before a mark has been read, ``read_frame`` moves its
 token to ``played_marks`` for the caller to drain with ``take_played_marks()``.
@@ -56,6 +65,8 @@ TRIM_MAX_FRAMES = 6
 """A backlog that never fell below more than this (120 ms) is the client's own choice."""
 JITTER_ALLOWANCE_S = 0.015
 """How far ahead of its tick a real-time sender's frame is kept at least (see the docstring)."""
+PHASE_JITTER_ALLOWANCE_S = 0.004
+"""The same, where the reader's tick moves to the sender's phase (``bind_tick_phase``)."""
 MAX_JITTER_ALLOWANCE_S = 0.075
 ALLOWANCE_STEP_S = 0.010
 """The margin grows by 10 ms each window in which the sender's frames came too late..."""
@@ -109,12 +120,28 @@ class PlayoutBuffer:
         self._window_gaps = 0
         self.jitter_allowance_s = JITTER_ALLOWANCE_S
         """The margin kept now: adapts to the sender's jitter (see ``_judge_backlog``)."""
+        self._allowance_floor_s = JITTER_ALLOWANCE_S
+        self._advance_tick: Callable[[float], float] | None = None
+        self.phase_advanced_s = 0.0
+        """How far the reader's tick was moved earlier for this sender, in all."""
         # (absolute frame position, token); positions count frames ever queued.
         self._marks: deque[tuple[int, str]] = deque()
         self.played_marks: list[str] = []
 
     def __len__(self) -> int:
         return len(self._pcm) // FRAME_BYTES
+
+    def bind_tick_phase(self, advance: Callable[[float], float] | None) -> None:
+        """Let the backlog verdict move the reader's tick instead of trimming.
+
+        ``advance(seconds)`` brings the reader's ticks that much earlier and returns what
+        it applied; it is called from within ``read_frame``, i.e. from the reader's own
+        tick (``MediaClock.advance``). None unbinds: trims as before.
+        """
+        self._advance_tick = advance
+        floor = JITTER_ALLOWANCE_S if advance is None else PHASE_JITTER_ALLOWANCE_S
+        self._allowance_floor_s = floor
+        self.jitter_allowance_s = floor
 
     @property
     def queued_frames(self) -> int:
@@ -189,10 +216,17 @@ class PlayoutBuffer:
             )
             return
         self.jitter_allowance_s = max(
-            self.jitter_allowance_s - ALLOWANCE_DECAY_S, JITTER_ALLOWANCE_S
+            self.jitter_allowance_s - ALLOWANCE_DECAY_S, self._allowance_floor_s
         )
         standing = self._window_min_frames
-        if not 0 < standing <= TRIM_MAX_FRAMES:
+        if standing > TRIM_MAX_FRAMES:
+            return  # a prebuffer the client keeps on purpose
+        if self._advance_tick is not None and self._clock is not None:
+            spare_s = self._window_min_wait - self.jitter_allowance_s
+            if spare_s > 0:
+                self.phase_advanced_s += self._advance_tick(spare_s)
+            return
+        if standing == 0:
             return
         if self._clock is None:
             excess = standing - TRIM_TARGET_FRAMES
