@@ -9,7 +9,13 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
 
-from callstream.io.websocket import WebSocketSender, frame_header
+from callstream.io.websocket import (
+    StreamQueue,
+    WebSocketSender,
+    direct_delivery,
+    frame_header,
+    pump_stream,
+)
 
 SenderUse = Callable[[WebSocketSender], Awaitable[None]]
 
@@ -95,3 +101,95 @@ async def test_sends_while_the_transport_is_paused_are_queued_and_drained_in_ord
     async for url in serve(use):
         received, _ = await receive_all(url)
     assert [data for _, data in received] == [b"first", b"second", b"third", b"fourth", b"fifth"]
+
+
+# -- pump_stream: data messages straight from aiohttp's parser to the stream ------------------
+class RecordingStream:
+    """What pump_stream needs of a stream (unit test of io/websocket.py alone)."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes | str] = []
+        self.closed: tuple[int | None, str] | None = None
+
+    def receive(self, message: bytes | str, now: float) -> None:
+        self.received.append(message)
+
+    def closed_by_peer(self, code: int | None, reason: str) -> None:
+        self.closed = (code, reason)
+
+
+async def test_a_server_stream_gets_every_message_in_order_without_a_wakeup_each() -> None:
+    assert direct_delivery  # the installed aiohttp takes StreamQueue; else this regresses
+    stream = RecordingStream()
+    queues: list[object] = []
+    pumped = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        queues.append(ws._reader)
+        await asyncio.sleep(0.2)  # the client's first messages queue up meanwhile
+        sender = WebSocketSender(ws, "test-writer")
+        await pump_stream(ws, stream, sender)  # type: ignore[arg-type]
+        pumped.set()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/ws"
+    sent: list[bytes | str] = [bytes([n]) * 160 for n in range(5)]
+    try:
+        async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+            for message in sent:  # before the server's stream exists
+                await ws.send_bytes(message)  # type: ignore[arg-type]
+            await asyncio.sleep(0.4)
+            queue = queues[0]
+            assert isinstance(queue, StreamQueue) and queue.on_data is not None
+            for n in range(5, 200):
+                sent.append(bytes([n]) * 160 if n % 7 else f"text {n}")
+                if isinstance(sent[-1], str):
+                    await ws.send_str(sent[-1])
+                else:
+                    await ws.send_bytes(sent[-1])
+            await ws.ping()  # control frames still go through aiohttp's queue
+            await ws.close()
+        await asyncio.wait_for(pumped.wait(), 5)
+    finally:
+        await runner.cleanup()
+    assert stream.received == sent
+    assert stream.closed is not None and stream.closed[0] == 1000
+
+
+async def test_a_dialled_stream_gets_every_message_in_order_too() -> None:
+    sent: list[bytes | str] = [bytes([n % 256]) * 160 for n in range(300)]
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        for message in sent:
+            await ws.send_bytes(message)  # type: ignore[arg-type]
+        await ws.close()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    stream = RecordingStream()
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{runner.addresses[0][1]}/ws"
+            ws = await session.ws_connect(url)
+            assert isinstance(ws._reader, StreamQueue)
+            sender = WebSocketSender(ws, "test-writer")
+            await asyncio.wait_for(pump_stream(ws, stream, sender), 5)  # type: ignore[arg-type]
+    finally:
+        await runner.cleanup()
+    assert stream.received == sent
+    assert stream.closed is not None and stream.closed[0] == 1000

@@ -11,8 +11,17 @@ never per message), which also drains on back-pressure. A client that reads
 too slowly cannot make the call wait or the gateway's memory grow: past
 ``MAX_PENDING_MESSAGES`` the oldest queued messages are dropped and counted.
 
-``pump_stream`` reads what the client sends until the socket closes and hands each
-message to the stream; ``connect_with_retries`` dials out for external media.
+``pump_stream`` hands what the client sends to the stream until the socket closes;
+``connect_with_retries`` dials out for external media. Data messages skip aiohttp's
+message queue: every server and client WebSocket of the process builds its queue as a
+``StreamQueue`` (``use_stream_queues``, applied on import), which passes each data message
+to the stream as aiohttp's parser produces it (``on_data``), instead of queueing it and
+waking the task that awaits ``receive()`` once per message: that wake-up and the
+``receive()`` path cost ~9 µs a message (bench/RESULTS.md). Control frames (ping, pong,
+close) still go through the queue, so aiohttp answers pings and closes as it always did;
+a queue without ``on_data`` behaves exactly as aiohttp's own. This is the one place where
+callstream reaches into aiohttp's internals beyond the writer; ``direct_delivery`` tells
+whether it took, and a test fails if an aiohttp upgrade breaks it.
 """
 
 from __future__ import annotations
@@ -24,10 +33,14 @@ import logging
 import ssl
 import struct
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import aiohttp
-from aiohttp import WSMsgType, web
+import aiohttp.client
+import aiohttp.web_ws
+from aiohttp import WSMessage, WSMsgType, web
+from aiohttp._websocket.reader import WebSocketDataQueue
+from aiohttp.http_websocket import WSMessageTextBytes
 
 from callstream.calls.streams import CLOSE_GOING_AWAY, StreamBase
 from callstream.wire.base import Message
@@ -49,6 +62,47 @@ _FIN_BINARY = 0x82
 _FIN_TEXT = 0x81
 _EXTENDED_LENGTH_16 = 126
 _HEADER_16 = struct.Struct("!BBH")
+
+
+_DATA_TYPES = (WSMsgType.BINARY, WSMsgType.TEXT)
+_END_TYPES = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
+
+
+class StreamQueue(WebSocketDataQueue):
+    """aiohttp's WebSocket message queue, with data messages handed straight to ``on_data``.
+
+    ``feed_data`` is what aiohttp's parser calls for every complete message. With
+    ``on_data`` set, a BINARY or TEXT message goes to it at once, in order; everything
+    else (ping, pong, close, errors) is queued for ``receive()`` as usual.
+    """
+
+    on_data: Callable[[bytes | str], None] | None = None
+
+    def feed_data(self, data: WSMessage | WSMessageTextBytes, size: int) -> None:
+        on_data = self.on_data
+        if on_data is not None and data[0] in _DATA_TYPES:
+            on_data(data[1])
+            return
+        super().feed_data(data, size)
+
+
+def use_stream_queues() -> bool:
+    """Have aiohttp build every WebSocket's message queue as a ``StreamQueue``.
+
+    aiohttp builds the queue in ``WebSocketResponse._post_start`` (server) and in
+    ``ClientSession._ws_connect`` (client) from its module-level name; both are swapped.
+    False when this aiohttp has no such names (then ``pump_stream`` reads as before).
+    """
+    modules = (aiohttp.web_ws, aiohttp.client)
+    if not all(getattr(module, "WebSocketDataQueue", None) for module in modules):
+        return False
+    for module in modules:
+        module.WebSocketDataQueue = StreamQueue  # type: ignore[attr-defined]
+    return True
+
+
+direct_delivery = use_stream_queues()
+"""Whether data messages reach streams without a task wake-up each (see the module docs)."""
 
 
 def frame_header(opcode_byte: int, length_bytes: int) -> bytes:
@@ -142,17 +196,32 @@ class WebSocketSender:
 
 
 async def pump_stream(ws: AnyWebSocket, stream: StreamBase, sender: WebSocketSender) -> None:
-    """Hand every message from the peer to the stream until the socket closes."""
+    """Hand every message from the peer to the stream until the socket closes.
+
+    Messages that came before the stream existed (queued while the upgrade finished)
+    are read first; once the queue is empty, data messages go to the stream straight
+    from the parser (``StreamQueue.on_data``) and this task only waits for the close.
+    """
     loop = asyncio.get_running_loop()
+    time = loop.time
+
+    def receive(data: bytes | str) -> None:
+        stream.receive(data, time())
+
+    queue = getattr(ws, "_reader", None)
+    direct = queue if isinstance(queue, StreamQueue) else None
     try:
-        async for message in ws:
-            if message.type == WSMsgType.BINARY:
-                stream.receive(message.data, loop.time())
-            elif message.type == WSMsgType.TEXT:
-                stream.receive(message.data, loop.time())
-            elif message.type == WSMsgType.ERROR:
+        while True:
+            if direct is not None and direct.on_data is None and not direct._buffer:
+                direct.on_data = receive  # in order: nothing is queued before it
+            message = await ws.receive()
+            if message.type in _DATA_TYPES:
+                receive(message.data)
+            elif message.type in _END_TYPES:
                 break
     finally:
+        if direct is not None:
+            direct.on_data = None
         code = ws.close_code
         stream.closed_by_peer(code, "closed by the client" if code else "connection lost")
         sender.close(CLOSE_GOING_AWAY, "stream ended")
