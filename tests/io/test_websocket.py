@@ -10,10 +10,13 @@ import pytest
 from aiohttp import WSMsgType, web
 
 from callstream.io.websocket import (
+    STREAM_SOCKET_OPTIONS,
+    KeepAlive,
     StreamQueue,
     WebSocketSender,
     direct_delivery,
     frame_header,
+    keepalive_for,
     pump_stream,
 )
 
@@ -193,3 +196,82 @@ async def test_a_dialled_stream_gets_every_message_in_order_too() -> None:
         await runner.cleanup()
     assert stream.received == sent
     assert stream.closed is not None and stream.closed[0] == 1000
+
+
+# -- keepalive: one sweep for every stream socket, not aiohttp's per-message heartbeat -------
+@pytest.fixture
+async def fast_keepalive() -> AsyncIterator[KeepAlive]:
+    keepalive = keepalive_for(asyncio.get_running_loop())
+    saved = keepalive.idle_s, keepalive.pong_timeout_s, keepalive.sweep_s
+    keepalive.idle_s, keepalive.pong_timeout_s, keepalive.sweep_s = 0.3, 0.3, 0.05
+    yield keepalive
+    keepalive.idle_s, keepalive.pong_timeout_s, keepalive.sweep_s = saved
+
+
+async def stream_server(stream: RecordingStream, done: asyncio.Event) -> AsyncIterator[str]:
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(**STREAM_SOCKET_OPTIONS)
+        await ws.prepare(request)
+        await pump_stream(ws, stream, WebSocketSender(ws, "test-writer"))  # type: ignore[arg-type]
+        done.set()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/ws"
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_silent_client_is_pinged_and_kept_while_it_answers(
+    fast_keepalive: KeepAlive,
+) -> None:
+    stream, done = RecordingStream(), asyncio.Event()
+    pings_before = fast_keepalive.pings_sent
+    async for url in stream_server(stream, done):
+        async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+            # says nothing; aiohttp's client answers pings while it reads
+            reading = asyncio.ensure_future(ws.receive())
+            await asyncio.sleep(1.5)
+            assert fast_keepalive.pings_sent - pings_before >= 2
+            assert not done.is_set() and stream.closed is None
+            await ws.send_bytes(b"still here")
+            await ws.close()
+            reading.cancel()
+        await asyncio.wait_for(done.wait(), 5)
+    assert stream.received == [b"still here"] and stream.closed is not None
+    assert stream.closed[0] == 1000
+
+
+async def test_a_client_that_never_answers_a_ping_is_dropped(fast_keepalive: KeepAlive) -> None:
+    stream, done = RecordingStream(), asyncio.Event()
+    dropped_before = fast_keepalive.dropped
+    async for url in stream_server(stream, done):
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(url, autoping=False) as ws,  # reads nothing, answers nothing
+        ):
+            await asyncio.wait_for(done.wait(), 5)
+            assert fast_keepalive.dropped == dropped_before + 1
+            assert stream.closed is not None
+            del ws
+
+
+async def test_the_clients_ping_is_answered() -> None:
+    stream, done = RecordingStream(), asyncio.Event()
+    async for url in stream_server(stream, done):
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(url, autoping=False) as ws,
+        ):
+            await ws.ping(b"are you there")
+            answer = await asyncio.wait_for(ws.receive(), 5)
+            assert (answer.type, answer.data) == (WSMsgType.PONG, b"are you there")
+            await ws.close()
+        await asyncio.wait_for(done.wait(), 5)
+    assert stream.received == []

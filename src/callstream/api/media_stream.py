@@ -16,7 +16,7 @@ from typing import Final
 from aiohttp import web
 
 from callstream.errors import NotFoundError
-from callstream.io.websocket import HEARTBEAT_S, WebSocketSender, pump_stream
+from callstream.io.websocket import STREAM_SOCKET_OPTIONS, WebSocketSender, pump_stream
 
 from .errors import ApiError
 from .operations import ACCOUNT_KEY, SERVICE_KEY, Operation, QueryParam
@@ -54,7 +54,7 @@ async def _media_stream(
         encapsulation=request.query.get("encapsulation"),
         options=options,
     )
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES)
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, **STREAM_SOCKET_OPTIONS)
     if not ws.can_prepare(request).ok:
         raise ApiError(
             400, "not_websocket", "this URL upgrades to a WebSocket (Upgrade: websocket)"
