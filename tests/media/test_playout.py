@@ -440,3 +440,39 @@ def test_a_prebuffer_moves_nothing() -> None:
         buffer.push(_frame(200 + n))
     _real_time_with_movable_tick(buffer, time, 0.002, ticks=200)
     assert buffer.phase_advanced_s == 0.0 and buffer.queued_frames >= 9
+
+
+def test_a_late_frame_in_every_window_adds_no_delay_for_good_when_the_tick_moves() -> None:
+    """Under load every window may hold one late frame. Each leaves a frame standing;
+    judging the reads after the gap moves the tick so the delay does not pile up."""
+    time = FakeTime()
+    buffer = PlayoutBuffer(trim_window_ticks=50, clock=time)
+    moves: list[float] = []
+
+    def advance(seconds: float) -> float:
+        applied = min(int(seconds / 0.001 + 1e-6), 19) * 0.001
+        moves.append(applied)
+        return applied
+
+    buffer.bind_tick_phase(advance)
+    pushed_at: dict[int, float] = {}
+    waits: list[float] = []
+    next_tick, sent = 0.0, 0
+    for _ in range(1500):
+        while True:  # the sender's frames due before this tick (one in 40 comes 25 ms late)
+            due = 0.017 + sent * 0.02 + (0.025 if sent % 40 == 39 else 0.0)
+            if due >= next_tick:
+                break
+            time.now = due
+            pushed_at[sent] = due
+            buffer.push(sent.to_bytes(4, "little") * (FRAME_BYTES // 4))
+            sent += 1
+        time.now = next_tick
+        frame = buffer.read_frame()
+        if frame is not None:
+            waits.append(next_tick - pushed_at[int.from_bytes(frame[:4], "little")])
+        next_tick += 0.02 - sum(moves)
+        moves.clear()
+    assert buffer.dropped_frames == 0
+    assert max(waits[-500:]) < 0.045  # one late frame's hole, never a growing backlog
+    assert buffer.queued_frames <= 2
