@@ -476,3 +476,22 @@ def test_a_late_frame_in_every_window_adds_no_delay_for_good_when_the_tick_moves
     assert buffer.dropped_frames == 0
     assert max(waits[-500:]) < 0.045  # one late frame's hole, never a growing backlog
     assert buffer.queued_frames <= 2
+
+
+def test_a_window_with_a_late_frame_still_moves_the_tick_on_the_reads_after_it() -> None:
+    """A frame 25 ms late at tick 5 leaves one standing; the rest of the window shows
+    38 ms waits against a widened 14 ms allowance: the tick moves at once (19 ms, the
+    most one window moves), instead of waiting for a window without a late frame."""
+    time = FakeTime()
+    buffer = PlayoutBuffer(trim_window_ticks=50, clock=time)
+    moved: list[float] = []
+    buffer.bind_tick_phase(lambda seconds: moved.append(seconds) or 0.0)
+    for tick in range(50):
+        time.now = tick * 0.02
+        buffer.read_frame()
+        if tick == 5:
+            continue  # this tick's frame comes 25 ms late: pushed with the next one
+        time.now = tick * 0.02 + 0.002
+        buffer.push(_frame(tick) if tick != 6 else _frame(5) + _frame(6))
+    assert buffer.jitter_allowance_s == pytest.approx(0.014)
+    assert moved == [pytest.approx(0.038 - 0.014)]
