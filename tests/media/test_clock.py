@@ -221,16 +221,37 @@ def test_a_listener_removed_between_slices_is_not_ticked() -> None:
     assert 20 not in order and len(order) == 39
 
 
-def test_the_next_tick_finishes_the_last_one_first() -> None:
+def test_the_next_slot_is_armed_only_once_a_sliced_slot_has_finished() -> None:
     loop, clock, listeners, order = sliced_clock(40, cost=0.0001)
     run_next(loop)
-    run_next(loop)  # due before the queued slice ran (an overloaded loop)
-    assert order[:40] == list(range(40))  # tick 1 completed, in order, before tick 2
-    assert order[40:] == list(range(16))
-    loop.run_soon()  # the first tick's cancelled slice does nothing
+    assert loop.pending == []  # no timer can fire in the middle of a slot's slices
+    loop.run_soon()
+    loop.run_soon()
+    assert order == list(range(40))
+    assert loop.pending[0][0] == pytest.approx(100.04)  # the next period's slot 0
+    run_next(loop)
+    loop.run_soon()
     loop.run_soon()
     assert order == list(range(40)) * 2
     assert all(len(listener.times) == 2 for listener in listeners)
+
+
+def test_a_late_clock_runs_every_slot_already_due_in_one_callback() -> None:
+    """One timer callback per slot would let a busy loop catch up only one slot per
+    turn; a late clock runs what is due at once (within the slice budget)."""
+    loop = FakeLoop()
+    clock = MediaClock(loop, period=0.02)  # type: ignore[arg-type]
+    at_5, at_10, at_0 = Mover(clock, 1, 0.015), Mover(clock, 1, 0.010), Counter()
+    for listener in (at_5, at_10, at_0):
+        clock.add(listener)
+    clock.start()
+    run_next(loop)  # period 1, slot 0: the movers move to slots 5 and 10
+    assert (clock.slot_of(at_5), clock.slot_of(at_10)) == (5, 10)
+    fired = run_next(loop, lateness=0.012)  # slot 5 runs 12 ms late: slot 10 is due too
+    assert fired == pytest.approx(100.025)
+    assert len(at_5.times) == len(at_10.times) == 2 and len(at_0.times) == 1
+    assert at_10.times[1] == pytest.approx(100.037)  # the loop's time when it ran
+    assert loop.pending[0][0] == pytest.approx(100.04)  # then slot 0, not yet due
 
 
 def test_stop_cancels_a_queued_slice() -> None:

@@ -140,6 +140,7 @@ class MediaClock:
         self._slot_of: dict[int, int] = {}
         """Each listener's slot, by ``id``."""
         self._handle: asyncio.TimerHandle | None = None
+        self._started = False
         self._armed_slot = 0
         """The absolute slot number (``start + n * slot``) the timer is armed for."""
         self._current_slot = 0
@@ -158,7 +159,7 @@ class MediaClock:
 
     @property
     def running(self) -> bool:
-        return self._handle is not None
+        return self._started
 
     @property
     def ticks(self) -> int:
@@ -218,14 +219,15 @@ class MediaClock:
         return len(self._slot_of)
 
     def start(self) -> None:
-        if self._handle is not None:
+        if self._started:
             return
+        self._started = True
         self._start = self._loop.time()
         self._current_slot = 0
-        self._handle = None
-        self._arm(force=True)
+        self._arm_at(self._next_occupied())
 
     def stop(self) -> None:
+        self._started = False
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
@@ -244,51 +246,75 @@ class MediaClock:
                 return current + ahead
         return current + count - current % count
 
-    def _arm(self, force: bool = False) -> None:
-        """(Re)arm the timer for the next occupied slot, if it moved earlier."""
-        if self._handle is None and not force:
-            return  # not started, or stopped
+    def _arm(self) -> None:
+        """Re-arm the timer if a listener now sits in a slot due before the armed one.
+
+        Not while slots run (no timer is armed then): the run arms when it ends.
+        """
+        if self._handle is None:
+            return
         wanted = self._next_occupied()
-        if self._handle is not None:
-            if wanted >= self._armed_slot:
-                return
+        if wanted < self._armed_slot:
             self._handle.cancel()
-        self._armed_slot = wanted
-        self._handle = self._loop.call_at(self._deadline(wanted), self._fire)
+            self._arm_at(wanted)
+
+    def _arm_at(self, slot: int) -> None:
+        self._armed_slot = slot
+        self._handle = self._loop.call_at(self._deadline(slot), self._fire)
 
     def _deadline(self, absolute_slot: int) -> float:
         period, slot = divmod(absolute_slot, self.slot_count)
         return self._start + period * self.period + slot * self.slot_seconds
 
     def _fire(self) -> None:
-        if self._slice_handle is not None:  # the last slot is not done: finish it first
+        self._handle = None
+        if self._slice_handle is not None:  # defensive: a slot's slices always run first
             self._slice_handle.cancel()
             self._slice_handle = None
             self._run_listeners(self._slice_listeners, self._slice_next, self._slice_now, None)
-        now = self._loop.time()
-        current = self._armed_slot
-        deadline = self._deadline(current)
-        lag = now - deadline
+        self._run_due(self._armed_slot, self._timer() + self._slice_budget_s)
+
+    def _run_due(self, slot: int, until: float) -> None:
+        """Run ``slot``, then every later slot already due while the budget lasts.
+
+        A loop that is behind runs several slots in one go: with one timer callback
+        per slot, the clock could only catch up one slot per turn of the loop, and under
+        load (a turn of several milliseconds) it fell behind for good (bench: 50–100 ms
+        of steady lag at 400 streams, until a stall skipped ticks).
+        """
+        loop = self._loop
+        while True:
+            now = loop.time()
+            slot = self._check_lag(slot, now)
+            self._current_slot = slot
+            listeners = self._slots[slot % self.slot_count].snapshot
+            if not self._run_listeners(listeners, 0, now, until):
+                return  # the rest runs in a queued slice, which goes on from there
+            slot = self._next_occupied()
+            if self._deadline(slot) > loop.time() or self._timer() > until:
+                if self._started:
+                    self._arm_at(slot)
+                return
+
+    def _check_lag(self, slot: int, now: float) -> int:
+        """Record how late ``slot`` runs; after a stall, the same phase whole periods on."""
+        lag = now - self._deadline(slot)
         if lag > self.max_lag:
             self.max_lag = lag
-        if lag > self._max_catch_up * self.period:
-            skipped = int(lag / self.period)
-            current += skipped * self.slot_count  # same phase, whole periods later
-            self.ticks_skipped += skipped
-            self.stalls += 1
-            self._warn_stall(now, lag, skipped)
-            self._current_slot = current
-            self._notify_skipped(skipped)
-        self._current_slot = current
-        self._handle = None
-        self._arm(force=True)
-        listeners = self._slots[current % self.slot_count].snapshot
-        self._run_listeners(listeners, 0, now, self._timer() + self._slice_budget_s)
+        if lag <= self._max_catch_up * self.period:
+            return slot
+        skipped = int(lag / self.period)
+        self.ticks_skipped += skipped
+        self.stalls += 1
+        self._warn_stall(now, lag, skipped)
+        self._notify_skipped(skipped)
+        return slot + skipped * self.slot_count
 
     def _run_listeners(
         self, listeners: tuple[TickListener, ...], first: int, now: float, until: float | None
-    ) -> None:
-        """Tick ``listeners[first:]``; past ``until`` (timer), queue the rest as a slice."""
+    ) -> bool:
+        """Tick ``listeners[first:]``; past ``until`` (timer), queue the rest as a slice
+        and return False."""
         count = len(listeners)
         registered = self._slot_of
         continuing = first > 0
@@ -315,15 +341,24 @@ class MediaClock:
                 self._slice_next = index
                 self._slice_now = now
                 self._slice_handle = self._loop.call_soon(self._next_slice)
-                return
+                return False
+        return True
 
     def _next_slice(self) -> None:
         self._slice_handle = None
         self.slices += 1
         listeners, first = self._slice_listeners, self._slice_next
-        self._run_listeners(listeners, first, self._slice_now, self._timer() + self._slice_budget_s)
-        if self._slice_handle is None:
-            self._slice_listeners = ()  # do not keep ended calls' legs alive
+        until = self._timer() + self._slice_budget_s
+        if not self._run_listeners(listeners, first, self._slice_now, until):
+            return
+        self._slice_listeners = ()  # do not keep ended calls' legs alive
+        if not self._started:
+            return
+        slot = self._next_occupied()
+        if self._deadline(slot) <= self._loop.time() and self._timer() <= until:
+            self._run_due(slot, until)
+        else:
+            self._arm_at(slot)
 
     def _warn_stall(self, now: float, lag: float, skipped: int) -> None:
         """Log a stall: the audio of every call had a gap. At most one line per 10 s."""
