@@ -275,3 +275,57 @@ async def test_the_clients_ping_is_answered() -> None:
             await ws.close()
         await asyncio.wait_for(done.wait(), 5)
     assert stream.received == []
+
+
+async def test_a_dialled_socket_writes_masked_frames_at_once() -> None:
+    """Client-side frames must be masked (RFC 6455 §5.3); aiohttp's server refuses any
+    that is not, so what it receives intact proves the masking."""
+    got: list[bytes | str] = []
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            got.append(message.data)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    sent: list[bytes | str] = [bytes(range(172)), '{"event":"media"}', b"\xd5" * 320, "é" * 70]
+    try:
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(f"http://127.0.0.1:{runner.addresses[0][1]}/ws")
+            writer = ws._writer
+            real = writer.transport
+            wire: list[bytes] = []
+
+            class Recording:
+                def write(self, data: bytes) -> None:
+                    wire.append(bytes(data))
+                    real.write(data)
+
+                def __getattr__(self, name: str) -> object:
+                    return getattr(real, name)
+
+            writer.transport = Recording()  # type: ignore[assignment]
+            sender = WebSocketSender(ws, "test-writer")
+            for message in sent:
+                sender.send(message)
+                assert not sender._queue  # written at once, not left to the writer task
+            writer.transport = real
+            for frame, message in zip(wire, sent, strict=True):
+                payload = message.encode() if isinstance(message, str) else message
+                assert frame[1] & 0x80  # the mask bit
+                offset = 2 if len(payload) < 126 else 4
+                key, masked = frame[offset : offset + 4], frame[offset + 4 :]
+                assert bytes(b ^ key[i % 4] for i, b in enumerate(masked)) == payload
+            sender.close(1000, "done")
+            await sender.wait_closed()
+            await ws.close()
+    finally:
+        await runner.cleanup()
+    assert got == sent

@@ -1,13 +1,14 @@
 """WebSocket I/O for media streams (aiohttp, server and client side).
 
 The stream core calls ``send(message)`` from the media path (an RTP arrival or a clock
-tick), which must never wait. On a server-side socket whose transport is accepting data
-and with nothing queued, ``WebSocketSender`` writes the frame at once: a 2- or 4-byte
-header (FIN and the opcode, no mask: RFC 6455 §5.2, a server never masks, §5.1) and one
-``transport.write``; waking a task per frame cost 14 % of the gateway's core at 100
-streams (bench/RESULTS.md). Otherwise (the peer is slow, a client-side socket, which
-must mask) the message is queued for the stream's one writer task (a task per stream,
-never per message), which also drains on back-pressure. A client that reads
+tick), which must never wait. When the transport is accepting data and nothing is
+queued, ``WebSocketSender`` writes the frame at once: a 2- or 4-byte header (FIN and the
+opcode: RFC 6455 §5.2) and one ``transport.write``; on a socket the gateway dialled
+(Plivo, Voxology, external media) the client side's masking key and masked payload too
+(§5.3, masked in C by aiohttp's own helper). Waking a task per frame cost 14 % of the
+gateway's core at 100 streams (bench/RESULTS.md). Otherwise (the peer is slow) the
+message is queued for the stream's one writer task (a task per stream, never per
+message), which also drains on back-pressure. A client that reads
 too slowly cannot make the call wait or the gateway's memory grow: past
 ``MAX_PENDING_MESSAGES`` the oldest queued messages are dropped and counted.
 
@@ -37,6 +38,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import random
 import ssl
 import struct
 from collections import deque
@@ -47,6 +49,7 @@ import aiohttp
 import aiohttp.client
 import aiohttp.web_ws
 from aiohttp import WSMessage, WSMsgType, web
+from aiohttp._websocket.helpers import websocket_mask
 from aiohttp._websocket.reader import WebSocketDataQueue
 from aiohttp.http_websocket import WSMessageTextBytes
 
@@ -74,6 +77,11 @@ _FIN_BINARY = 0x82
 _FIN_TEXT = 0x81
 _EXTENDED_LENGTH_16 = 126
 _HEADER_16 = struct.Struct("!BBH")
+_MASK_BIT = 0x80
+_PACK_MASKING_KEY = struct.Struct("!L").pack
+_random_bits = random.getrandbits
+"""A masking key per frame, drawn as aiohttp's own writer draws it (§5.3: it only keeps
+proxies from reading the stream; it is no secret)."""
 
 
 _DATA_TYPES = (WSMsgType.BINARY, WSMsgType.TEXT)
@@ -217,11 +225,13 @@ STREAM_SOCKET_OPTIONS: dict[str, Any] = (
 """How a stream's server-side ``WebSocketResponse`` is made: keepalive by ``KeepAlive``."""
 
 
-def frame_header(opcode_byte: int, length_bytes: int) -> bytes:
-    """An unmasked frame's header (RFC 6455 §5.2) for a payload under 64 KiB."""
+def frame_header(opcode_byte: int, length_bytes: int, *, masked: bool = False) -> bytes:
+    """A frame's header (RFC 6455 §5.2) for a payload under 64 KiB, without the masking
+    key that follows it when ``masked`` (every frame a client sends, §5.3)."""
+    mask_bit = _MASK_BIT if masked else 0
     if length_bytes < _EXTENDED_LENGTH_16:
-        return bytes((opcode_byte, length_bytes))
-    return _HEADER_16.pack(opcode_byte, _EXTENDED_LENGTH_16, length_bytes)
+        return bytes((opcode_byte, mask_bit | length_bytes))
+    return _HEADER_16.pack(opcode_byte, mask_bit | _EXTENDED_LENGTH_16, length_bytes)
 
 
 class WebSocketSender:
@@ -252,7 +262,7 @@ class WebSocketSender:
     def _write_now(self, message: Message) -> bool:
         """Write ``message`` straight to the transport if nothing stands in the way."""
         writer = self._ws._writer
-        if writer is None or writer.use_mask or writer._closing or writer.protocol._paused:
+        if writer is None or writer._closing or writer.protocol._paused:
             return False
         transport = writer.transport
         if transport.is_closing():
@@ -264,12 +274,19 @@ class WebSocketSender:
         length_bytes = len(payload)
         if length_bytes > 0xFFFF:
             return False  # media messages are far smaller; leave the rare big one to aiohttp
+        masked = writer.use_mask
         header = self._headers.get((opcode_byte, length_bytes))
         if header is None:
-            header = frame_header(opcode_byte, length_bytes)
+            header = frame_header(opcode_byte, length_bytes, masked=masked)
             if len(self._headers) < _MAX_CACHED_HEADERS:
                 self._headers[(opcode_byte, length_bytes)] = header
-        transport.write(header + payload)
+        if masked:  # a socket we dialled (Plivo, Voxology, external media)
+            masking_key = _PACK_MASKING_KEY(_random_bits(32))
+            masked_payload = bytearray(payload)
+            websocket_mask(masking_key, masked_payload)
+            transport.write(header + masking_key + masked_payload)
+        else:
+            transport.write(header + payload)
         return True
 
     def close(self, code: int, reason: str) -> None:
