@@ -120,6 +120,8 @@ class Gateway:
             body["media_clock_max_lag_ms"] = round(clock.max_lag * 1000, 1)
             body["media_clock_stalls"] = clock.stalls
             body["media_clock_ticks_skipped"] = clock.ticks_skipped
+            # Legs moved to their real-time stream client's phase (media/clock.py).
+            body["media_clock_phase_moves"] = clock.moves
         if self.engine.registrations:
             body["registrations"] = [
                 {"trunk": r.spec.name, "aor": r.spec.aor, "state": r.state,

@@ -91,7 +91,12 @@ def test_echo_returns_tone_at_same_pitch_and_level(
     assert rtp.fields["malformed"] == "0" and rtp.fields["duplicate"] == "0"
     health = gateway.health()
     assert health is not None
-    for key in ("media_clock_max_lag_ms", "media_clock_stalls", "media_clock_ticks_skipped"):
+    for key in (
+        "media_clock_max_lag_ms",
+        "media_clock_stalls",
+        "media_clock_ticks_skipped",
+        "media_clock_phase_moves",
+    ):
         assert isinstance(health[key], int | float) and health[key] >= 0, health
 
 
