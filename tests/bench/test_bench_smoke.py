@@ -77,6 +77,8 @@ def test_bench_runs_a_small_ramp(tmp_path: Path, wire: str) -> None:
     saved = json.loads((tmp_path / f"{wire}.json").read_text())
     assert saved["steps"] == outcome["steps"]
     assert saved["machine"]["nproc"] >= 1
+    assert run.draw(saved, tmp_path / "plot.png")  # the PNG the issue asks for
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bench_conference_mode(tmp_path: Path) -> None:
