@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -21,6 +22,22 @@ from callstream.io.websocket import (
 )
 
 SenderUse = Callable[[WebSocketSender], Awaitable[None]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@contextlib.asynccontextmanager
+async def serving(handler: Handler) -> AsyncIterator[str]:
+    """A real aiohttp server on 127.0.0.1 answering ``/ws`` with ``handler``; its URL."""
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/ws"
+    finally:
+        await runner.cleanup()
 
 
 def test_frame_header_is_fin_opcode_and_unmasked_length() -> None:
@@ -39,17 +56,8 @@ async def serve(use: SenderUse) -> AsyncIterator[str]:
         await sender.wait_closed()
         return ws
 
-    app = web.Application()
-    app.router.add_get("/ws", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}/ws"
-    finally:
-        await runner.cleanup()
+    async with serving(handler) as url:
+        yield url
 
 
 async def receive_all(url: str) -> tuple[list[tuple[WSMsgType, bytes | str]], int | None]:
@@ -137,16 +145,9 @@ async def test_a_server_stream_gets_every_message_in_order_without_a_wakeup_each
         pumped.set()
         return ws
 
-    app = web.Application()
-    app.router.add_get("/ws", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/ws"
     sent: list[bytes | str] = [bytes([n]) * 160 for n in range(5)]
-    try:
-        async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+    async with serving(handler) as url, aiohttp.ClientSession() as session:
+        async with session.ws_connect(url) as ws:
             for message in sent:  # before the server's stream exists
                 await ws.send_bytes(message)  # type: ignore[arg-type]
             await asyncio.sleep(0.4)
@@ -161,8 +162,6 @@ async def test_a_server_stream_gets_every_message_in_order_without_a_wakeup_each
             await ws.ping()  # control frames still go through aiohttp's queue
             await ws.close()
         await asyncio.wait_for(pumped.wait(), 5)
-    finally:
-        await runner.cleanup()
     assert stream.received == sent
     assert stream.closed is not None and stream.closed[0] == 1000
 
@@ -178,22 +177,12 @@ async def test_a_dialled_stream_gets_every_message_in_order_too() -> None:
         await ws.close()
         return ws
 
-    app = web.Application()
-    app.router.add_get("/ws", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
     stream = RecordingStream()
-    try:
-        async with aiohttp.ClientSession() as session:
-            url = f"http://127.0.0.1:{runner.addresses[0][1]}/ws"
-            ws = await session.ws_connect(url)
-            assert isinstance(ws._reader, StreamQueue)
-            sender = WebSocketSender(ws, "test-writer")
-            await asyncio.wait_for(pump_stream(ws, stream, sender), 5)  # type: ignore[arg-type]
-    finally:
-        await runner.cleanup()
+    async with serving(handler) as url, aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(url)
+        assert isinstance(ws._reader, StreamQueue)
+        sender = WebSocketSender(ws, "test-writer")
+        await asyncio.wait_for(pump_stream(ws, stream, sender), 5)  # type: ignore[arg-type]
     assert stream.received == sent
     assert stream.closed is not None and stream.closed[0] == 1000
 
@@ -216,16 +205,8 @@ async def stream_server(stream: RecordingStream, done: asyncio.Event) -> AsyncIt
         done.set()
         return ws
 
-    app = web.Application()
-    app.router.add_get("/ws", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/ws"
-    finally:
-        await runner.cleanup()
+    async with serving(handler) as url:
+        yield url
 
 
 async def test_a_silent_client_is_pinged_and_kept_while_it_answers(
@@ -278,8 +259,8 @@ async def test_the_clients_ping_is_answered() -> None:
 
 
 async def test_a_dialled_socket_writes_masked_frames_at_once() -> None:
-    """Client-side frames must be masked (RFC 6455 §5.3); aiohttp's server refuses any
-    that is not, so what it receives intact proves the masking."""
+    """Client-side frames must be masked (RFC 6455 §5.3): each written frame carries the
+    mask bit and a key that unmasks to the message, and the server reads them intact."""
     got: list[bytes | str] = []
 
     async def handler(request: web.Request) -> web.WebSocketResponse:
@@ -289,43 +270,34 @@ async def test_a_dialled_socket_writes_masked_frames_at_once() -> None:
             got.append(message.data)
         return ws
 
-    app = web.Application()
-    app.router.add_get("/ws", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
     sent: list[bytes | str] = [bytes(range(172)), '{"event":"media"}', b"\xd5" * 320, "é" * 70]
-    try:
-        async with aiohttp.ClientSession() as session:
-            ws = await session.ws_connect(f"http://127.0.0.1:{runner.addresses[0][1]}/ws")
-            writer = ws._writer
-            real = writer.transport
-            wire: list[bytes] = []
+    async with serving(handler) as url, aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(url)
+        writer = ws._writer
+        real = writer.transport
+        wire: list[bytes] = []
 
-            class Recording:
-                def write(self, data: bytes) -> None:
-                    wire.append(bytes(data))
-                    real.write(data)
+        class Recording:
+            def write(self, data: bytes) -> None:
+                wire.append(bytes(data))
+                real.write(data)
 
-                def __getattr__(self, name: str) -> object:
-                    return getattr(real, name)
+            def __getattr__(self, name: str) -> object:
+                return getattr(real, name)
 
-            writer.transport = Recording()  # type: ignore[assignment]
-            sender = WebSocketSender(ws, "test-writer")
-            for message in sent:
-                sender.send(message)
-                assert not sender._queue  # written at once, not left to the writer task
-            writer.transport = real
-            for frame, message in zip(wire, sent, strict=True):
-                payload = message.encode() if isinstance(message, str) else message
-                assert frame[1] & 0x80  # the mask bit
-                offset = 2 if len(payload) < 126 else 4
-                key, masked = frame[offset : offset + 4], frame[offset + 4 :]
-                assert bytes(b ^ key[i % 4] for i, b in enumerate(masked)) == payload
-            sender.close(1000, "done")
-            await sender.wait_closed()
-            await ws.close()
-    finally:
-        await runner.cleanup()
+        writer.transport = Recording()  # type: ignore[assignment]
+        sender = WebSocketSender(ws, "test-writer")
+        for message in sent:
+            sender.send(message)
+            assert not sender._queue  # written at once, not left to the writer task
+        writer.transport = real
+        for frame, message in zip(wire, sent, strict=True):
+            payload = message.encode() if isinstance(message, str) else message
+            assert frame[1] & 0x80  # the mask bit
+            offset = 2 if len(payload) < 126 else 4
+            key, masked = frame[offset : offset + 4], frame[offset + 4 :]
+            assert bytes(b ^ key[i % 4] for i, b in enumerate(masked)) == payload
+        sender.close(1000, "done")
+        await sender.wait_closed()
+        await ws.close()
     assert got == sent
