@@ -27,8 +27,10 @@ used its budget, the rest of the slot's listeners run in a callback queued with
 milliseconds of work, and an RTP packet or WebSocket message arriving at its start would
 otherwise wait for all of it (bench/RESULTS.md: RTP→WebSocket p99). The slices of one
 slot run in listener order with the slot's ``now``; a listener removed meanwhile (its
-call ended between two slices) is not ticked again. A slot whose slices are still queued
-when the next one is due is finished first, so no listener is ever ticked twice at once.
+call ended between two slices) is not ticked again. The timer for the next slot is armed
+only once a slot (with its slices) has finished, so no listener is ever ticked twice at
+once; a clock that is behind then runs every slot already due in one go, within the
+budget (one slot per turn of a busy loop could leave it behind for good).
 """
 
 from __future__ import annotations
@@ -160,11 +162,6 @@ class MediaClock:
     @property
     def running(self) -> bool:
         return self._started
-
-    @property
-    def ticks(self) -> int:
-        """Periods begun since ``start``."""
-        return -(-self._current_slot // self.slot_count)
 
     def add(self, listener: TickListener, *, early: bool = False) -> None:
         """Tick ``listener`` from the next period on, in slot 0.
