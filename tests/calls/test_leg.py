@@ -250,3 +250,29 @@ async def test_a_real_time_stream_moves_the_legs_tick_to_its_phase() -> None:
     assert playout.dropped_frames == 0 and playout.frames_out == 2 + pushed - playout.queued_frames
     leg.stop(playout)
     assert playout.jitter_allowance_s == pytest.approx(0.015)  # unbound: trims again
+
+
+async def test_a_conference_leg_follows_its_mixers_slot_and_its_stream_moves_nothing() -> None:
+    from tests.media.test_clock import FakeLoop, Mover, run_next
+
+    fake_loop = FakeLoop()
+    clock = MediaClock(fake_loop, period=0.02)  # type: ignore[arg-type]
+    leg = Leg(
+        RecordingSocket(),  # type: ignore[arg-type]
+        on_dtmf=lambda digit, ms: None,
+        on_rtp_timeout=lambda: None,
+        rtp_timeout=3600.0,
+        now=fake_loop.now,
+        clock=clock,
+    )
+    mixer = Mover(clock, at=1, seconds=0.005)  # stands for a mixer that moves once
+    clock.add(mixer, early=True)
+    clock.add(leg)
+    leg.follow_tick_of(mixer)
+    clock.start()
+    run_next(fake_loop)  # slot 0: the mixer moves 5 ms earlier, the leg follows it
+    assert clock.slot_of(mixer) == clock.slot_of(leg) == 15
+    clock._ticking = leg  # as during the leg's own tick, where its stream asks to move
+    assert leg._advance_tick(0.010) == 0.0  # a stream of its own cannot pull it away
+    leg.follow_tick_of(None)
+    assert leg._advance_tick(0.010) == pytest.approx(0.010)

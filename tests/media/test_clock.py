@@ -366,3 +366,34 @@ def test_a_moved_listener_can_be_discarded() -> None:
     assert len(clock) == 0 and clock.slot_of(mover) is None
     run_next(loop)
     assert len(mover.times) == 1
+
+
+def test_a_follower_ticks_in_its_leaders_slot_after_it() -> None:
+    """A conference's legs follow its mixer (``align`` from their own tick): when the
+    mixer moves, they move with it in the same period and still tick after it."""
+    loop, timer, order = FakeLoop(), FakeTimer(), []
+    clock = MediaClock(loop, period=0.02, timer=timer)  # type: ignore[arg-type]
+
+    class Mixer(Costly):
+        def on_tick(self, now: float) -> None:
+            super().on_tick(now)
+            if len(self.times) == 2:
+                clock.advance(self, 0.006)
+
+    class FollowingLeg(Costly):
+        def on_tick(self, now: float) -> None:
+            super().on_tick(now)
+            clock.align(self, mixer)
+
+    mixer = Mixer(timer, 0.0, 99, order)
+    legs = [FollowingLeg(timer, 0.0, n, order) for n in range(2)]
+    for leg in legs:
+        clock.add(leg)
+    clock.add(mixer, early=True)
+    clock.start()
+    for _ in range(4):
+        run_next(loop)
+    assert order == [99, 0, 1] * 4
+    assert {clock.slot_of(listener) for listener in (mixer, *legs)} == {14}
+    assert mixer.times == pytest.approx([100.02, 100.04, 100.054, 100.074])
+    assert legs[0].times == mixer.times

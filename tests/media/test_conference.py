@@ -233,3 +233,43 @@ def test_frames_of_the_wrong_size_are_left_out() -> None:
     mixer.on_tick(0.0)
     assert mixer.malformed_frames == 1
     assert [values(leg.say()) for leg in (a, b, c)] == [{1}, {11}, {10}]
+
+
+# -- the mixer's phase: tick just after the participants' frames -------------------------------
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_mixer_moves_its_tick_to_just_after_its_participants_frames() -> None:
+    """Frames arriving 2 and 7 ms after the mixer's tick wait 18 and 13 ms: the window's
+    shortest wait less the 3 ms margin (10 ms) is asked for once per 25 ticks."""
+    time = FakeTime()
+    moves: list[float] = []
+    mixer = ConferenceMixer(clock=time, advance_tick=lambda s: moves.append(s) or s)
+    a, b = FakeLeg(), FakeLeg()
+    mixer.add("a", a)
+    mixer.add("b", b)
+    for tick in range(25):
+        time.now = tick * 0.02 + 0.002
+        a.hear(const(1))
+        time.now = tick * 0.02 + 0.007
+        b.hear(const(2))
+        time.now = (tick + 1) * 0.02
+        mixer.on_tick(time.now)
+    assert moves == [pytest.approx(0.013 - 0.003)]
+    assert mixer.phase_advanced_s == pytest.approx(0.010)
+
+
+def test_a_mixer_without_a_clock_never_moves_and_both_go_together() -> None:
+    mixer, (a, b) = room(2)
+    for _ in range(60):
+        a.hear(const(1))
+        b.hear(const(2))
+        mixer.on_tick(0.0)
+    assert mixer.phase_advanced_s == 0.0
+    with pytest.raises(ValueError, match="go together"):
+        ConferenceMixer(clock=FakeTime())

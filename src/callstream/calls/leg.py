@@ -48,6 +48,7 @@ class Leg:
         self.socket = socket
         self.clock = clock
         """The clock that ticks this leg: a real-time stream source moves our tick's phase."""
+        self._leader: object | None = None
         self.session = RtpSession(payload_type=0, telephone_event_pt=101)
         self.remote: Address | None = None
         self._latched = False
@@ -143,9 +144,18 @@ class Leg:
         return future
 
     def _advance_tick(self, seconds: float) -> float:
-        """A real-time stream's frames wait ``seconds`` more than they need: tick earlier."""
-        assert self.clock is not None
+        """A real-time stream's frames wait ``seconds`` more than they need: tick earlier.
+
+        Not while the leg follows a conference's mixer: its tick stays in the mixer's slot.
+        """
+        if self.clock is None or self._leader is not None:
+            return 0.0
         return self.clock.advance(self, seconds)
+
+    def follow_tick_of(self, leader: object | None) -> None:
+        """Tick in ``leader``'s slot from now on (a conference mixer, which ticks first in
+        its slot, so the leg sends this tick's mix); None stops following."""
+        self._leader = leader
 
     def stop(self, source: AudioSource) -> None:
         if source in self._sources:
@@ -175,6 +185,8 @@ class Leg:
                 frame = said if said is not None else SILENCE
                 for tap in self._said_taps:
                     tap(frame)
+        if self._leader is not None and self.clock is not None:
+            self.clock.align(self, self._leader)
         if self._heard:
             self._heard = False
             self._last_heard = now

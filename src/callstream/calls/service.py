@@ -534,8 +534,12 @@ class CallService(MediaStreams, ProviderStreams, IncomingCallRouter):
             tm_create=now,
             tm_update=now,
         )
-        mixer = ConferenceMixer()
-        self.engine.clock.add(mixer, early=True)  # mixes before the legs read it
+        clock = self.engine.clock
+        mixer = ConferenceMixer(
+            clock=asyncio.get_running_loop().time,
+            advance_tick=lambda seconds: clock.advance(mixer, seconds),
+        )
+        clock.add(mixer, early=True)  # mixes before the legs read it
         self._conferences[record.id] = _LiveConference(record, mixer)
         self.writer.save_conference(record)
         await self._flushed()

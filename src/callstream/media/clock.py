@@ -212,6 +212,18 @@ class MediaClock:
         self._arm()
         return moved * self.slot_seconds
 
+    def align(self, listener: TickListener, leader: object) -> float:
+        """Move ``listener`` (from its own tick) into ``leader``'s slot; the seconds moved.
+
+        A listener that must tick after another in the same period (a conference's
+        legs after its mixer, which moves) follows it with this on each of its ticks.
+        """
+        mine = self._slot_of.get(id(listener))
+        theirs = self._slot_of.get(id(leader))
+        if mine is None or theirs is None or mine == theirs:
+            return 0.0
+        return self.advance(listener, ((mine - theirs) % self.slot_count) * self.slot_seconds)
+
     def __len__(self) -> int:
         return len(self._slot_of)
 

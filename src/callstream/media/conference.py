@@ -22,6 +22,15 @@ nothing at all. Listeners and sources cost nothing when there are none.
 
 The work per tick follows the order participants were added in, but nothing depends on
 that order: each output is computed from this tick's frames only.
+
+**Phase.** Given the loop's ``clock`` and an ``advance_tick`` (``MediaClock.advance`` on
+the mixer), the mixer notes when each participant's frame arrived and, every
+``PHASE_WINDOW_TICKS``, moves its tick earlier by what the window's shortest wait exceeds
+``PHASE_MARGIN_S``: every participant's frame still arrives at least that far ahead, and
+the frames of a room whose senders cluster in phase wait a few ms instead of up to a
+period. Its participants' legs follow it into its slot (``Leg.follow_tick_of``), after
+it, so they still send each tick's mix in the tick it is made. bench conference,
+alternated in one sitting: p99 22.9–24.2 ms before, 19.4–20.5 after.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from collections.abc import Callable
 
 from callstream.errors import ConflictError
 from callstream.media.bridge import LegAudio
-from callstream.media.frame import FRAME_BYTES, SILENCE
+from callstream.media.frame import FRAME_BYTES, FRAME_SECONDS, SILENCE
 from callstream.media.mixer import mix_minus
 from callstream.media.sources import AudioSource, FrameQueue
 
@@ -45,18 +54,36 @@ OUTBOX_FRAMES = 3
 """At most 60 ms of mixed audio waits for the participant's leg to send it."""
 
 
+PHASE_WINDOW_TICKS = 25
+"""The mixer judges its phase every 0.5 s..."""
+PHASE_MARGIN_S = 0.003
+"""...and keeps every participant's frame at least this far ahead of its tick."""
+
+
 class _Participant:
-    __slots__ = ("participant_id", "leg", "inbox", "outbox", "tap")
+    __slots__ = ("participant_id", "leg", "inbox", "outbox", "tap", "clock", "pushed_at")
 
     def __init__(
-        self, participant_id: str, leg: LegAudio, inbox_frames: int, outbox_frames: int
+        self,
+        participant_id: str,
+        leg: LegAudio,
+        inbox_frames: int,
+        outbox_frames: int,
+        clock: Callable[[], float] | None,
     ) -> None:
         self.participant_id = participant_id
         self.leg = leg
         self.inbox = FrameQueue(inbox_frames)
         self.outbox = FrameQueue(outbox_frames)
+        self.clock = clock
+        self.pushed_at = 0.0
         # The one bound method, so remove_tap finds exactly what add_tap got.
-        self.tap: FrameListener = self.inbox.push
+        self.tap: FrameListener = self.inbox.push if clock is None else self._timed_push
+
+    def _timed_push(self, frame: bytes) -> None:
+        assert self.clock is not None
+        self.pushed_at = self.clock()
+        self.inbox.push(frame)
 
 
 class ConferenceMixer:
@@ -68,10 +95,23 @@ class ConferenceMixer:
     """
 
     def __init__(
-        self, *, inbox_frames: int = INBOX_FRAMES, outbox_frames: int = OUTBOX_FRAMES
+        self,
+        *,
+        inbox_frames: int = INBOX_FRAMES,
+        outbox_frames: int = OUTBOX_FRAMES,
+        clock: Callable[[], float] | None = None,
+        advance_tick: Callable[[float], float] | None = None,
     ) -> None:
         if inbox_frames < 1 or outbox_frames < 1:
             raise ValueError("inbox_frames and outbox_frames must be at least 1")
+        if (clock is None) != (advance_tick is None):
+            raise ValueError("clock and advance_tick go together")
+        self._clock = clock
+        self._advance_tick = advance_tick
+        """Given: the mixer moves its tick to just after its participants' frames."""
+        self._window_ticks = 0
+        self._window_min_wait = float("inf")
+        self.phase_advanced_s = 0.0
         self._inbox_frames = inbox_frames
         self._outbox_frames = outbox_frames
         self._participants: dict[str, _Participant] = {}
@@ -102,11 +142,16 @@ class ConferenceMixer:
             raise ConflictError(f"participant {participant_id!r} is already in the conference")
         if any(member.leg is leg for member in self._roster):
             raise ConflictError("this leg is already in the conference")
-        participant = _Participant(participant_id, leg, self._inbox_frames, self._outbox_frames)
+        participant = _Participant(
+            participant_id, leg, self._inbox_frames, self._outbox_frames, self._clock
+        )
         self._participants[participant_id] = participant
         self._roster = (*self._roster, participant)
         leg.play(participant.outbox)
         leg.add_tap(participant.tap)
+        follow = getattr(leg, "follow_tick_of", None)
+        if follow is not None and self._advance_tick is not None:
+            follow(self)  # its leg ticks in the mixer's slot, wherever the mixer moves
 
     def remove(self, participant_id: str) -> bool:
         """Detach a participant's leg (its other taps and sources stay).
@@ -119,6 +164,9 @@ class ConferenceMixer:
         self._roster = tuple(p for p in self._roster if p is not participant)
         participant.leg.remove_tap(participant.tap)
         participant.leg.stop(participant.outbox)
+        follow = getattr(participant.leg, "follow_tick_of", None)
+        if follow is not None:
+            follow(None)
         participant.inbox.clear()
         participant.outbox.clear()
         return True
@@ -177,6 +225,8 @@ class ConferenceMixer:
         frames = self._frames
         frames.clear()
         self._collect_speakers(frames)
+        if self._clock is not None:
+            self._judge_phase(now)
         if self._sources:
             self._read_sources(frames)
         if not frames:
@@ -202,6 +252,25 @@ class ConferenceMixer:
             else:
                 speakers.append(participant)
                 frames.append(frame)
+
+    def _judge_phase(self, now: float) -> None:
+        """Track how long this tick's frames waited; every window, tick earlier by what
+        the shortest wait exceeds the margin (every participant keeps at least it)."""
+        min_wait = self._window_min_wait
+        for participant in self._speakers:
+            wait = now - participant.pushed_at + len(participant.inbox) * FRAME_SECONDS
+            if wait < min_wait:
+                min_wait = wait
+        self._window_ticks += 1
+        if self._window_ticks < PHASE_WINDOW_TICKS:
+            self._window_min_wait = min_wait
+            return
+        self._window_ticks = 0
+        self._window_min_wait = float("inf")
+        spare_s = min_wait - PHASE_MARGIN_S
+        if spare_s > 0 and min_wait != float("inf"):
+            assert self._advance_tick is not None
+            self.phase_advanced_s += self._advance_tick(spare_s)
 
     def _read_sources(self, frames: list[bytes]) -> None:
         finished = False
