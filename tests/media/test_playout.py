@@ -480,3 +480,23 @@ def test_a_window_with_a_late_frame_still_moves_the_tick_on_the_reads_after_it()
         buffer.push(_frame(tick) if tick != 6 else _frame(5) + _frame(6))
     assert buffer.jitter_allowance_s == pytest.approx(0.014)
     assert moved == [pytest.approx(0.038 - 0.014)]
+
+
+def test_a_backlog_grown_past_the_senders_start_is_cut_back_at_once() -> None:
+    """A real-time sender with nothing standing, then a hiccup leaves 12 frames queued
+    (240 ms): more than a prebuffer it never kept. Cut back to one frame at once, the
+    rest of the call is not 240 ms late; a sender that kept 10 from its start keeps them."""
+    time = FakeTime()
+    buffer = PlayoutBuffer(trim_window_ticks=50, clock=time)
+    _real_time_with_movable_tick(buffer, time, 0.017, ticks=100)  # two clean windows
+    for n in range(12):
+        buffer.push(_frame(100 + n))  # the frames a stall held back, all at once
+    assert buffer.queued_frames >= 12
+    waits, _, _ = _real_time_with_movable_tick(buffer, time, 0.017, ticks=100)
+    assert buffer.trimmed_frames >= 10 and buffer.queued_frames <= 2
+    assert max(waits[-40:]) < 0.025
+    prebuffered = PlayoutBuffer(trim_window_ticks=50, clock=time)
+    for n in range(10):
+        prebuffered.push(_frame(200 + n))
+    _real_time_with_movable_tick(prebuffered, time, 0.002, ticks=200)
+    assert prebuffered.trimmed_frames == 0 and prebuffered.queued_frames >= 9

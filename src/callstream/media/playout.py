@@ -19,7 +19,10 @@ stall) leaves one frame waiting for good, and the delay only grows. Once per win
 client pushed about one frame per tick (a real-time sender, not a burst or a file), and
 the backlog is small (at most ``TRIM_MAX_FRAMES``: a client that queues more on purpose,
 a prebuffer, is left alone), the frames above the target (one) are dropped at once (one
-discontinuity instead of many) and counted in ``trimmed_frames``. A burst sender's
+discontinuity instead of many) and counted in ``trimmed_frames``. A larger backlog is a
+prebuffer only up to what the sender kept in its first real-time window; grown past that
+(a stall, a run of late frames), it is cut back to it at once, or a hiccup would leave
+the rest of the call that much late. A burst sender's
 buffer fills far above the bound or drains with no pushes, so it is never trimmed.
 
 Given a ``clock`` (the event loop's time), the trim also looks at how long frames
@@ -125,6 +128,8 @@ class PlayoutBuffer:
         self._window_min_wait = 0.0
         self._window_gaps = 0
         self._reads_tracked = 0
+        self._first_standing: int | None = None
+        """The standing backlog of the sender's first real-time window: its prebuffer."""
         self.jitter_allowance_s = JITTER_ALLOWANCE_S
         """The margin kept now: adapts to the sender's jitter (see ``_judge_backlog``)."""
         self._allowance_floor_s = JITTER_ALLOWANCE_S
@@ -229,9 +234,19 @@ class PlayoutBuffer:
             self.jitter_allowance_s = max(
                 self.jitter_allowance_s - ALLOWANCE_DECAY_S, self._allowance_floor_s
             )
+        if not self._reads_tracked:
+            return
         standing = self._window_min_frames
+        if self._first_standing is None:
+            self._first_standing = standing  # what the sender kept queued from its start
         if standing > TRIM_MAX_FRAMES:
-            return  # a prebuffer the client keeps on purpose
+            if standing <= self._first_standing:
+                return  # a prebuffer the client keeps on purpose
+            # grown past the sender's own start (a stall, a run of late frames): bounded
+            excess = standing - max(self._first_standing, TRIM_TARGET_FRAMES)
+            self._drop_front(excess)
+            self.trimmed_frames += excess
+            return
         if self._advance_tick is not None and self._clock is not None:
             spare_s = self._window_min_wait - self.jitter_allowance_s
             if spare_s > 0 and self._reads_tracked >= MIN_READS_JUDGED:
@@ -249,7 +264,7 @@ class PlayoutBuffer:
             self.trimmed_frames += excess
 
     def _restart_tracking(self) -> None:
-        self._window_min_frames = TRIM_MAX_FRAMES + 1
+        self._window_min_frames = self.max_frames + 1
         self._window_min_wait = float("inf")
         self._reads_tracked = 0
 
