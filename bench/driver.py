@@ -47,6 +47,7 @@ from bench.loadgen import (
     plan_from_json,
     plivo_answer_xml,
     rss_bytes,
+    steal_seconds_per_core,
 )
 
 VOID_GENERATOR_CPU = 0.70
@@ -270,7 +271,7 @@ class Bench:
             time.process_time(),
             time.perf_counter(),
         )
-        cores = busy_seconds_per_core()
+        cores, steal = busy_seconds_per_core(), steal_seconds_per_core()
         self.samples.clear()
         self.healthz_s = array.array("d")
         self.clock.late_max_s = 0.0
@@ -280,8 +281,10 @@ class Bench:
         gateway_cpu = (cpu_seconds(plan.gateway_pid) - gateway_cpu) / wall
         own_cpu = (time.process_time() - own_cpu) / wall
         cores = [(b - a) / wall for a, b in zip(cores, busy_seconds_per_core(), strict=True)]
-        # other engineers' tests share this machine: what they took is reported, not hidden
-        others = max(0.0, sum(cores) - gateway_cpu - own_cpu)
+        steal = [(b - a) / wall for a, b in zip(steal, steal_seconds_per_core(), strict=True)]
+        # other engineers' tests share this machine: what they took is reported, not hidden;
+        # so is the time the hypervisor gave to other guests (steal: in "busy", not ours)
+        others = max(0.0, sum(cores) - sum(steal) - gateway_cpu - own_cpu)
         to_ws = percentiles_ms(self.samples.to_ws)
         to_rtp = percentiles_ms(self.samples.to_rtp) if self.two_way else None
         healthz = percentiles_ms(self.healthz_s)
@@ -314,6 +317,7 @@ class Bench:
             "void": own_cpu > VOID_GENERATOR_CPU,
             "core_busy_pct": [round(100 * c, 1) for c in cores],
             "other_processes_cpu_pct": round(100 * others, 1),
+            "core_steal_pct": [round(100 * c, 1) for c in steal],
             "setup_rate_per_s": round(rate, 1),
             "setup_ms": percentiles_ms(array.array("d", setups)) if setups else None,
             "setup_p95_ms": round(float(np.percentile(setups, 95)) * 1000, 3) if setups else None,

@@ -732,6 +732,18 @@ def busy_seconds_per_core() -> list[float]:
     return cores
 
 
+def steal_seconds_per_core() -> list[float]:
+    """Time the hypervisor gave each core's turn to another guest, since boot (/proc/stat's
+    steal column): on a shared VM it is neither ours nor another process's."""
+    cores = []
+    with open("/proc/stat") as file:
+        for line in file:
+            if line.startswith("cpu") and line[3].isdigit():
+                fields = line.split()
+                cores.append(int(fields[8]) / CLK_TCK if len(fields) > 8 else 0.0)
+    return cores
+
+
 def rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/status") as file:
         for line in file:

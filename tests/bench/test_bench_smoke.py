@@ -72,6 +72,7 @@ def test_bench_runs_a_small_ramp(tmp_path: Path, wire: str) -> None:
         assert step["latency_ws_to_rtp_ms"]["count"] > 0
         assert step["gateway_rss_mb"] > 0
         assert step["byes_from_gateway"] == 0
+        assert len(step["core_steal_pct"]) == len(step["core_busy_pct"])
         clock = step["healthz_clock_fields"]  # the gateway's own clock figures, copied
         assert {"media_clock_max_lag_ms", "media_clock_phase_moves"} <= clock.keys()
     saved = json.loads((tmp_path / f"{wire}.json").read_text())
