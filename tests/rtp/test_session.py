@@ -3,6 +3,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from callstream.codecs.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from callstream.errors import ConfigError, MediaError, RtpError
@@ -295,3 +297,89 @@ def test_skipped_ticks_advance_the_timestamp_but_not_the_sequence_number() -> No
     assert (first.timestamp, second.timestamp) == (0xFFFFFF60, (26 * 160 - 160) & 0xFFFFFFFF)
     session.skip_ticks(0)
     assert RtpPacket.parse(session.send_frame(None)).timestamp == second.timestamp + 160
+
+
+# -- the per-packet fast path (receive_in_order) ------------------------------------------
+
+
+def _packet_from(step: tuple[str, int, int, int]) -> bytes:
+    """One datagram of a generated stream: audio, DTMF, RTCP or garbage."""
+    kind, sequence_number, ssrc, value = step
+    if kind == "rtcp":
+        return bytes((0x80, 200)) + bytes(26)
+    if kind == "garbage":
+        return bytes((value & 0xFF,)) * (value % 14)
+    if kind == "event":
+        event = TelephoneEvent(event=value % 16, end=value % 3 == 0, volume=10, duration=value)
+        timestamp = (160 * (sequence_number - value % 3)) & 0xFFFFFFFF
+        payload_type, payload = 101, event.serialize()
+    else:
+        payload_type = {"pcmu": 0, "pcma": 8, "unknown": 13, "empty": 0}[kind]
+        timestamp = 160 * sequence_number
+        payload = b"" if kind == "empty" else bytes((value & 0xFF,)) * 160
+    return RtpPacket(payload_type, sequence_number, timestamp, ssrc, payload).serialize()
+
+
+_STEPS = st.lists(
+    st.tuples(
+        st.sampled_from(["pcmu"] * 6 + ["pcma", "event", "rtcp", "garbage", "unknown", "empty"]),
+        st.sampled_from([1, 1, 1, 0, 2, 3, -1, -2]),  # sequence move: 1 in order, 0 repeats
+        st.sampled_from([5, 5, 5, 6]),
+        st.integers(0, 2000),
+    ),
+    min_size=5,
+    max_size=60,
+)
+
+
+@settings(max_examples=300)
+@given(_STEPS, st.integers(0, 65535))
+def test_the_fast_path_gives_what_receive_gives(
+    steps: list[tuple[str, int, int, int]], first_sequence: int
+) -> None:
+    reference, fast = _session(), _session()
+    sequence_number = first_sequence
+    for index, (kind, move, ssrc, value) in enumerate(steps):
+        sequence_number = (sequence_number + move) % 65536
+        data = _packet_from((kind, sequence_number, ssrc, value))
+        outcomes = []
+        for session, first_try_fast in ((reference, False), (fast, True)):
+            frame = session.receive_in_order(data) if first_try_fast else None
+            if frame is not None:
+                outcomes.append(([frame], []))
+                continue
+            try:
+                received = session.receive(data)
+            except RtpError as error:
+                outcomes.append(([str(error)], []))
+                continue
+            outcomes.append((received.frames, received.dtmf))
+        assert outcomes[0] == outcomes[1]
+        if index % 3 == 2:  # a tick
+            assert reference.holding == fast.holding
+            if reference.holding:
+                flushed = reference.flush(), fast.flush()
+                assert flushed[0] == flushed[1]
+            else:
+                assert reference.flush() == ReceivedMedia()
+    for counter in ("packets_received", "bytes_received", "malformed", "rtcp_received"):
+        assert getattr(reference, counter) == getattr(fast, counter), counter
+    assert (reference.packets_duplicate, reference.packets_late, reference.packets_lost) == (
+        fast.packets_duplicate,
+        fast.packets_late,
+        fast.packets_lost,
+    )
+
+
+def test_the_fast_path_takes_in_order_audio_and_leaves_the_rest() -> None:
+    session = _session()
+    assert session.receive(_audio(10)).frames  # the first packet starts the stream
+    assert session.receive_in_order(_audio(11)) == ulaw_decode(ulaw_encode(TONE))
+    assert session.receive_in_order(_audio(11)) is None  # a duplicate: receive() judges it
+    assert session.receive_in_order(_audio(13)) is None  # after a gap
+    assert session.receive(_audio(13)).frames == []  # held for the gap
+    assert session.holding
+    assert session.receive_in_order(_audio(12)) is None  # fills it, but 13 is held
+    assert len(session.receive(_audio(12)).frames) == 2
+    assert session.receive_in_order(_audio(14, ssrc=9)) is None  # a new source
+    assert session.packets_received == 4  # the duplicate never reached receive()

@@ -90,6 +90,14 @@ class Leg:
 
     # -- receive path (per packet) ---------------------------------------------------------
     def on_rtp(self, data: bytes, addr: Address) -> None:
+        frame = self.session.receive_in_order(data)
+        if frame is not None:  # the common case, without receive()'s objects
+            if addr != self.remote:
+                self.remote = addr
+            self._latched = True
+            self._heard = True
+            self._deliver(frame)
+            return
         try:
             received = self.session.receive(data)
         except RtpError as exc:
@@ -173,11 +181,12 @@ class Leg:
     def on_tick(self, now: float) -> None:
         if self._timed_out:
             return
-        released = self.session.flush()
-        for heard in released.frames:
-            self._deliver(heard)
-        for digit in released.dtmf:
-            self._on_dtmf(digit.digit, digit.duration_ms)
+        if self.session.holding:
+            released = self.session.flush()
+            for heard in released.frames:
+                self._deliver(heard)
+            for digit in released.dtmf:
+                self._on_dtmf(digit.digit, digit.duration_ms)
         said = self._next_frame()
         if self.sending and not self.held and self.remote is not None:
             self.socket.sendto(self.session.send_frame(said), self.remote)
@@ -211,6 +220,12 @@ class Leg:
         sources = self._sources
         if not sources:
             return None
+        if len(sources) == 1:  # the common case (one stream or one prompt), no lists
+            only = sources[0]
+            frame = only.read_frame()
+            if only.done:
+                self.stop(only)
+            return frame
         frames: list[bytes] = []
         finished: list[AudioSource] = []
         for source in sources:

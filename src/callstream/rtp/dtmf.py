@@ -124,6 +124,11 @@ class DtmfDetector:
         # still owed stays unreported until its retransmit or the next event.
         return previous
 
+    @property
+    def idle(self) -> bool:
+        """Whether no event is owed: audio can then never complete one."""
+        return self._reported
+
     def audio_received(self, packet: RtpPacket) -> DtmfDigit | None:
         """Report an unfinished event once audio resumes after it (its ends were lost).
 

@@ -47,6 +47,21 @@ class ReorderBuffer:
         """How many packets are held waiting for a gap to fill."""
         return len(self._held)
 
+    def take_next(self, sequence_number: int, ssrc: int) -> bool:
+        """Accept the packet if it is exactly the next one and nothing is held.
+
+        The per-packet fast path: True means deliver it now (push() would have
+        returned it alone); False means nothing changed and push() must judge it.
+        """
+        if (
+            ssrc == self._ssrc
+            and not self._held
+            and sequence_number == self._expected & (_SEQUENCE_MODULUS - 1)
+        ):
+            self._expected += 1
+            return True
+        return False
+
     def push(self, packet: RtpPacket) -> list[RtpPacket]:
         """Accept one packet; the packets deliverable now, in sequence order."""
         sequence = packet.sequence_number

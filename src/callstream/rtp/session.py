@@ -21,7 +21,7 @@ from callstream.codecs.g711 import encoder_for as _encoder_for
 from callstream.errors import ConfigError, MediaError, RtpError
 from callstream.media.frame import FRAME_BYTES, FRAME_SAMPLES, SILENCE
 from callstream.rtp.dtmf import DtmfDetector, DtmfDigit, DtmfSender
-from callstream.rtp.packet import RTP_HEADER, RtpPacket, is_rtcp
+from callstream.rtp.packet import RTP_HEADER, RTP_HEADER_BYTES, RtpPacket, is_rtcp
 from callstream.rtp.reorder import ReorderBuffer
 
 _DECODERS: dict[int, Callable[[bytes], bytes]] = {
@@ -153,6 +153,35 @@ class RtpSession:
         if self._flush_due and not len(self._reorder):
             self._flush_due = False  # the gap filled: a later hold gets its full tick
         return self._deliver(delivered)
+
+    def receive_in_order(self, data: bytes) -> bytes | None:
+        """The per-packet fast path: the decoded audio of the next in-order packet.
+
+        Takes a plain RTP header (no CSRC, extension or padding) whose packet is
+        exactly the next of the current source, with nothing held for reordering,
+        an audio payload and no DTMF event owed, and returns its PCM, counted as
+        receive() would. Anything else returns None with nothing changed: pass it
+        to receive(). It saves the packet, list and result objects receive() builds.
+        """
+        if len(data) <= RTP_HEADER_BYTES or data[0] != _FIRST_BYTE:
+            return None
+        _, second, sequence_number, _, ssrc = RTP_HEADER.unpack_from(data)
+        decode = self._decoders.get(second & 0x7F)
+        if (
+            decode is None
+            or not self._detector.idle
+            or not self._reorder.take_next(sequence_number, ssrc)
+        ):
+            return None
+        self.packets_received += 1
+        self.bytes_received += len(data)
+        self._flush_due = False
+        return decode(data[RTP_HEADER_BYTES:])
+
+    @property
+    def holding(self) -> bool:
+        """Whether packets are held behind a gap (flush() has something to do)."""
+        return bool(len(self._reorder))
 
     def flush(self) -> ReceivedMedia:
         """Call once per tick: releases packets held behind a gap for over a tick."""
