@@ -343,8 +343,15 @@ class MediaStream(StreamBase):
     # -- from the client ------------------------------------------------------------------
     def receive(self, message: Message, now: float) -> None:
         """One WebSocket message from the client."""
-        decoded = self.wire.decode(message)
         counters = self.counters
+        pcm = self.wire.decode_audio(message)
+        if pcm is not None:  # plain audio: the common case, without a Decoded
+            counters.bytes_received += len(message)
+            counters.frames_received += 1
+            self.playout.push(pcm)
+            self._garbage_since = None
+            return
+        decoded = self.wire.decode(message)
         counters.bytes_received += len(message)
         for pcm in decoded.audio:
             self.playout.push(pcm)

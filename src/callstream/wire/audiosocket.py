@@ -98,6 +98,19 @@ class AudioSocketWire(Wire):
         """A 0xff message with the 1-byte code ``ERROR_CODE_FRAME_FORWARDING``."""
         return HEADER.pack(AudioSocketKind.ERROR, 1) + bytes((ERROR_CODE_FRAME_FORWARDING,))
 
+    def decode_audio(self, message: Message) -> bytes | None:
+        """A message that is exactly one whole 0x10 audio message, as its PCM."""
+        if (
+            self._pending
+            or type(message) is not bytes
+            or len(message) <= HEADER.size
+            or message[0] != AudioSocketKind.AUDIO
+            or (message[1] << 8) | message[2] != len(message) - HEADER.size
+            or len(message) % 2 == 0  # 3 header bytes + an even payload is odd
+        ):
+            return None
+        return message[HEADER.size :]
+
     def decode(self, message: Message) -> Decoded:
         """Every complete AudioSocket message so far; an incomplete one waits for more."""
         decoded = Decoded()

@@ -16,6 +16,9 @@ WebSocket messages) or ``str`` (text messages, for the JSON wires of later issue
                                               # (AudioSocket: 0x00)
     wire.error_message() -> Message | None    # AudioSocket 0xff, else None
     wire.decode(message) -> Decoded           # from the client: never raises
+    wire.decode_audio(message) -> bytes | None  # fast path: the PCM of a plain audio
+                                              # message, or None (nothing changed):
+                                              # then decode() takes it
 
 ``Decoded``: ``audio`` (list of canonical-format PCM chunks, any length — the playout
 buffer re-frames them), ``faults`` (list of exact reasons for what was dropped, e.g.
@@ -81,3 +84,12 @@ class Wire(ABC):
 
     @abstractmethod
     def decode(self, message: Message) -> Decoded: ...
+
+    def decode_audio(self, message: Message) -> bytes | None:
+        """The PCM of a message that is plain audio and nothing else, or None.
+
+        The per-message fast path (no ``Decoded`` built): it must give exactly the
+        audio decode() would, and change no state unless it returns audio. None means
+        decode() takes the message; a wire without a fast path always says None.
+        """
+        return None

@@ -88,6 +88,16 @@ class RtpWire(Wire):
         self.next_timestamp = (self.next_timestamp + FRAME_SAMPLES) % _TIMESTAMP_MODULUS
         return header + ulaw_encode(frame)
 
+    def decode_audio(self, message: Message) -> bytes | None:
+        """A plain RTP packet (no CSRC, extension or padding) of new G.711 audio, as PCM."""
+        if type(message) is not bytes or len(message) <= RTP_HEADER.size:
+            return None
+        first, second, sequence_number, _, ssrc = RTP_HEADER.unpack_from(message)
+        decoder = _DECODERS.get(second & 0x7F) if first == _FIRST_BYTE else None
+        if decoder is None or self._is_duplicate(ssrc, sequence_number):
+            return None  # decode() finds the duplicate again and reports it
+        return decoder(message[RTP_HEADER.size :])
+
     def decode(self, message: Message) -> Decoded:
         """One client message: its audio, or the fault it was dropped for."""
         decoded = Decoded()

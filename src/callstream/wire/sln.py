@@ -47,6 +47,14 @@ class SlnWire(Wire):
             raise MediaError(f"frame must be {FRAME_BYTES} bytes, got {len(frame)}")
         return ulaw_encode(frame) if self._ulaw else frame
 
+    def decode_audio(self, message: Message) -> bytes | None:
+        """A non-empty binary message as PCM (odd byte counts go to decode())."""
+        if type(message) is not bytes or not message:
+            return None
+        if self._ulaw:
+            return ulaw_decode(message)
+        return None if len(message) % 2 else message
+
     def decode(self, message: Message) -> Decoded:
         """One client message: its audio as PCM, or the fault it was dropped for."""
         if isinstance(message, str):
