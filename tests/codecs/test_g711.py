@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -92,3 +93,31 @@ def test_real_pcma_capture_decodes_to_speech_level_audio() -> None:
     assert rms_dbfs(alaw_decode(opening)) == pytest.approx(-72.25, abs=0.01)
     # Decoding with the wrong law gives something quite different.
     assert ulaw_decode(packets[0].payload) != alaw_decode(packets[0].payload)
+
+
+@pytest.mark.parametrize(
+    ("decode", "encode", "codes_that_share_a_value"),
+    [(ulaw_decode, ulaw_encode, {0x7F}), (alaw_decode, alaw_encode, set())],
+)
+def test_encoding_the_pcm_just_decoded_gives_back_the_original_bytes(
+    decode: Callable[[bytes], bytes],
+    encode: Callable[[bytes], bytes],
+    codes_that_share_a_value: set[int],
+) -> None:
+    # every code, including mu-law's two zeros (0x7f and 0xff both decode to 0, and
+    # encoding PCM 0 gives 0xff): passthrough keeps the caller's byte
+    original = bytes(range(256))
+    pcm = decode(original)
+    assert encode(pcm) is original
+    # an equal copy is not the object just decoded, so it is encoded afresh
+    afresh = encode(bytes(bytearray(pcm)))
+    assert {code for code in range(256) if afresh[code] != code} == codes_that_share_a_value
+
+
+def test_passthrough_never_hands_out_a_mutable_buffer() -> None:
+    buffer = bytearray(b"\x01" * 160)
+    pcm = ulaw_decode(bytes(buffer))  # a bytes copy is remembered
+    assert ulaw_encode(pcm) == b"\x01" * 160
+    pcm = ulaw_decode(buffer)  # type: ignore[arg-type]  # a bytearray is not
+    buffer[:] = b"\x02" * 160
+    assert ulaw_encode(pcm) == b"\x01" * 160
