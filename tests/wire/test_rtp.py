@@ -163,3 +163,16 @@ def test_each_rejection_has_its_exact_fault(message: bytes | str, fault: str) ->
     decoded = _wire().decode(message)
     assert decoded.faults == [fault]
     assert decoded.audio == [] and decoded.dtmf == [] and decoded.hangup is False
+
+
+def test_duplicates_are_found_across_the_sequence_wrap_and_after_late_packets() -> None:
+    wire = _wire()
+    faults = [wire.decode(_packet(n, b"\x01")).faults for n in (65534, 65535, 0, 1)]
+    assert faults == [[], [], [], []]
+    for repeated in (65535, 0, 1):
+        assert wire.decode(_packet(repeated, b"\x01")).faults == ["duplicate RTP packet"]
+    assert wire.decode(_packet(65533, b"\x01")).faults == []  # late, never seen
+    assert wire.decode(_packet(65534, b"\x01")).faults == ["duplicate RTP packet"]
+    assert wire.decode(_packet(2, b"\x01")).faults == []  # the next after the newest
+    assert wire.decode(_packet(65533, b"\x01")).faults == ["duplicate RTP packet"]
+    assert wire.decode(_packet(2, b"\x01")).faults == ["duplicate RTP packet"]

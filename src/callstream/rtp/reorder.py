@@ -40,12 +40,13 @@ class ReorderBuffer:
         self.resets = 0
         self._ssrc: int | None = None
         self._expected = 0  # extended sequence number of the next packet to deliver
-        self._held: dict[int, RtpPacket] = {}
+        self.held: dict[int, RtpPacket] = {}
+        """Packets waiting for a gap to fill, by extended sequence number (read only)."""
         self._skipped: deque[int] = deque(maxlen=_REMEMBERED_SKIPS)
 
     def __len__(self) -> int:
         """How many packets are held waiting for a gap to fill."""
-        return len(self._held)
+        return len(self.held)
 
     def take_next(self, sequence_number: int, ssrc: int) -> bool:
         """Accept the packet if it is exactly the next one and nothing is held.
@@ -55,7 +56,7 @@ class ReorderBuffer:
         """
         if (
             ssrc == self._ssrc
-            and not self._held
+            and not self.held
             and sequence_number == self._expected & (_SEQUENCE_MODULUS - 1)
         ):
             self._expected += 1
@@ -68,7 +69,7 @@ class ReorderBuffer:
         delta = ((sequence - self._expected + _HALF_SEQUENCE) % _SEQUENCE_MODULUS) - _HALF_SEQUENCE
         if delta == 0 and packet.ssrc == self._ssrc:
             self._expected += 1
-            if not self._held:
+            if not self.held:
                 return [packet]
             return self._drain([packet])
         if packet.ssrc != self._ssrc or abs(delta) > self.max_jump:
@@ -81,15 +82,15 @@ class ReorderBuffer:
             else:
                 self.duplicates += 1
             return []
-        if extended in self._held:
+        if extended in self.held:
             self.duplicates += 1
             return []
-        self._held[extended] = packet
+        self.held[extended] = packet
         delivered: list[RtpPacket] = []
         # Reordering deeper than ``capacity`` is treated as loss: waiting longer
         # would delay every packet behind the gap.
-        while self._held and (
-            len(self._held) >= self.capacity or extended - self._expected >= self.capacity
+        while self.held and (
+            len(self.held) >= self.capacity or extended - self._expected >= self.capacity
         ):
             self._skip_gap(delivered)
         return delivered
@@ -97,7 +98,7 @@ class ReorderBuffer:
     def flush(self) -> list[RtpPacket]:
         """Release every held packet in order, skipping the gaps between them."""
         delivered: list[RtpPacket] = []
-        while self._held:
+        while self.held:
             self._skip_gap(delivered)
         return delivered
 
@@ -112,7 +113,7 @@ class ReorderBuffer:
         return delivered
 
     def _skip_gap(self, delivered: list[RtpPacket]) -> list[RtpPacket]:
-        first_held = min(self._held)
+        first_held = min(self.held)
         for missing in range(max(self._expected, first_held - _REMEMBERED_SKIPS), first_held):
             self._skipped.append(missing)
         self.lost += first_held - self._expected
@@ -120,7 +121,7 @@ class ReorderBuffer:
         return self._drain(delivered)
 
     def _drain(self, delivered: list[RtpPacket]) -> list[RtpPacket]:
-        held = self._held
+        held = self.held
         while self._expected in held:
             delivered.append(held.pop(self._expected))
             self._expected += 1

@@ -75,6 +75,8 @@ class RtpSession:
         self._silence = self._encode(SILENCE)
         self._decoders = _DECODERS
         self._reorder = ReorderBuffer()
+        self.held = self._reorder.held
+        """Packets held behind a gap, read only: flush() has something to do when not empty."""
         self._detector = DtmfDetector()
         self._sender = DtmfSender()
         self._flush_due = False
@@ -177,11 +179,6 @@ class RtpSession:
         self.bytes_received += len(data)
         self._flush_due = False
         return decode(data[RTP_HEADER_BYTES:])
-
-    @property
-    def holding(self) -> bool:
-        """Whether packets are held behind a gap (flush() has something to do)."""
-        return bool(len(self._reorder))
 
     def flush(self) -> ReceivedMedia:
         """Call once per tick: releases packets held behind a gap for over a tick."""

@@ -72,6 +72,7 @@ class RtpWire(Wire):
         self._marker_pending = True
         self._seen_ssrc: int | None = None
         self._seen_recent: deque[int] = deque(maxlen=DUPLICATE_WINDOW_PACKETS)
+        self._after_newest = -1  # the sequence number after the newest seen (none yet)
 
     def encode_audio(self, frame: bytes) -> Message:
         """One 172-byte RTP packet carrying ``frame`` as PCMU."""
@@ -132,7 +133,13 @@ class RtpWire(Wire):
             # A new source (a client that restarted) numbers its packets afresh.
             self._seen_ssrc = ssrc
             self._seen_recent.clear()
+        elif sequence_number == self._after_newest:
+            pass  # the next one after the newest seen (nearly every packet): cannot be seen
         elif sequence_number in self._seen_recent:
             return True
+        elif (sequence_number - self._after_newest) % _SEQUENCE_MODULUS >= _SEQUENCE_MODULUS // 2:
+            self._seen_recent.append(sequence_number)  # late: the newest stays the newest
+            return False
+        self._after_newest = (sequence_number + 1) % _SEQUENCE_MODULUS
         self._seen_recent.append(sequence_number)
         return False
