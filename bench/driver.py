@@ -313,6 +313,7 @@ class Bench:
             "healthz_rtt_ms": healthz,
             "healthz_clock_fields": dict(self.healthz_extra),
             "generator_cpu_pct": round(100 * own_cpu, 2),
+            "gateway_to_generator_cpu": round(gateway_cpu / own_cpu, 3) if own_cpu else None,
             "generator_clock_late_max_ms": round(1000 * self.clock.late_max_s, 3),
             "void": own_cpu > VOID_GENERATOR_CPU,
             "core_busy_pct": [round(100 * c, 1) for c in cores],

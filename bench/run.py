@@ -258,8 +258,8 @@ def last_held(steps: list[dict[str, Any]]) -> int | None:
 COLUMNS = (
     ("streams", 7), ("lost→ws", 8), ("lost→rtp", 8), ("dup", 5), ("ws p50", 7), ("ws p99", 7),
     ("ws p99.9", 8), ("rtp p50", 7), ("rtp p99", 7), ("cpu %", 6), ("%/strm", 7),
-    ("RSS MB", 7), ("hz p99", 7), ("setup/s", 7), ("setup95", 7), ("gen %", 6), ("other%", 6),
-    ("held", 4),
+    ("RSS MB", 7), ("hz p99", 7), ("setup/s", 7), ("setup95", 7), ("gen %", 6), ("gw/gen", 6),
+    ("other%", 6), ("held", 4),
 )  # fmt: skip
 
 
@@ -294,7 +294,8 @@ def print_row(step: dict[str, Any], flush: bool = False) -> None:
         step["dup_to_ws"] + (step["dup_to_rtp"] or 0), ws["p50"], ws["p99"], ws["p999"],
         rtp["p50"], rtp["p99"], step["gateway_cpu_pct"], step["gateway_cpu_pct_per_stream"],
         step["gateway_rss_mb"], step["healthz_rtt_ms"]["p99"], step["setup_rate_per_s"],
-        step["setup_p95_ms"], step["generator_cpu_pct"], step["other_processes_cpu_pct"],
+        step["setup_p95_ms"], step["generator_cpu_pct"], step["gateway_to_generator_cpu"],
+        step["other_processes_cpu_pct"],
         "VOID" if step["void"] else ("yes" if step["held"] else "no"),
     )  # fmt: skip
     cells = (_fmt(v).rjust(width) for v, (_, width) in zip(values, COLUMNS, strict=True))
