@@ -119,7 +119,9 @@ class Bench:
                 async with self.http.get(self.api_url + "/healthz") as response:
                     body = await response.json()
                 self.healthz_s.append(time.perf_counter() - began)
-                self.healthz_extra = {k: v for k, v in body.items() if k.startswith("media_clock")}
+                self.healthz_extra = {
+                    k: v for k, v in body.items() if k.startswith(("media_clock", "gc_full"))
+                }
             except aiohttp.ClientError as exc:
                 self.errors.append(f"healthz: {exc}")
             await asyncio.sleep(0.25)

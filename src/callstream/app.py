@@ -18,7 +18,11 @@ from callstream.calls.engine import Engine, EngineSettings, IncomingCallRouter
 from callstream.calls.service import CallService
 from callstream.config import Settings
 from callstream.errors import ConfigError
-from callstream.media.clock import freeze_startup_heap
+from callstream.media.clock import (
+    FullCollectionPauses,
+    freeze_startup_heap,
+    space_out_full_collections,
+)
 from callstream.store import open_store
 from callstream.store.base import Store
 from callstream.store.writer import RecordWriter
@@ -47,12 +51,14 @@ class Gateway:
         self.writer: RecordWriter | None = None
         self.service: CallService | None = None
         self._http_runner: web.AppRunner | None = None
+        self.full_collections = FullCollectionPauses()
 
     async def start(self, *, freeze_heap: bool = False) -> None:
         """Open the store, start SIP, RTP and the media clock, then HTTP.
 
         ``freeze_heap`` (``serve``, one gateway per process) keeps the startup objects
-        out of later garbage collections; see ``freeze_startup_heap``.
+        out of later garbage collections and runs full ones far less often; see
+        ``freeze_startup_heap`` and ``space_out_full_collections``.
         """
         self.store = await open_store(self.settings.database_url)
         self.writer = RecordWriter(self.store)
@@ -61,6 +67,8 @@ class Gateway:
         self.engine.router = self.service
         if freeze_heap:  # before the media clock starts: the collection takes a while
             freeze_startup_heap()
+            space_out_full_collections()
+        self.full_collections.install()
         await self.engine.start()
         self.service.sync_registrations()  # trunks with register = true
         app = create_api(self.service, self.store)
@@ -109,6 +117,7 @@ class Gateway:
             await self.writer.close()  # every record written before we exit
         if self.store is not None:
             await self.store.close()
+        self.full_collections.uninstall()
         logger.info("stopped")
 
     async def _healthz(self, request: web.Request) -> web.Response:
@@ -122,6 +131,11 @@ class Gateway:
             body["media_clock_ticks_skipped"] = clock.ticks_skipped
             # Legs moved to their real-time stream client's phase (media/clock.py).
             body["media_clock_phase_moves"] = clock.moves
+        # Full garbage collections stop the loop, so every call's audio, for their pause.
+        pauses = self.full_collections
+        body["gc_full_collections"] = pauses.count
+        body["gc_full_max_pause_ms"] = round(pauses.max_pause_s * 1000, 1)
+        body["gc_full_last_pause_ms"] = round(pauses.last_pause_s * 1000, 1)
         if self.engine.registrations:
             body["registrations"] = [
                 {"trunk": r.spec.name, "aor": r.spec.aor, "state": r.state,

@@ -75,6 +75,7 @@ def test_bench_runs_a_small_ramp(tmp_path: Path, wire: str) -> None:
         assert len(step["core_steal_pct"]) == len(step["core_busy_pct"])
         clock = step["healthz_clock_fields"]  # the gateway's own clock figures, copied
         assert {"media_clock_max_lag_ms", "media_clock_phase_moves"} <= clock.keys()
+        assert clock["gc_full_max_pause_ms"] >= clock["gc_full_last_pause_ms"] >= 0
     saved = json.loads((tmp_path / f"{wire}.json").read_text())
     assert saved["steps"] == outcome["steps"]
     assert saved["machine"]["nproc"] >= 1

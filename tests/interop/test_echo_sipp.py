@@ -96,6 +96,9 @@ def test_echo_returns_tone_at_same_pitch_and_level(
         "media_clock_stalls",
         "media_clock_ticks_skipped",
         "media_clock_phase_moves",
+        "gc_full_collections",
+        "gc_full_max_pause_ms",
+        "gc_full_last_pause_ms",
     ):
         assert isinstance(health[key], int | float) and health[key] >= 0, health
 

@@ -1,10 +1,11 @@
 """The media clock on a real event loop, checked by tick count and deadlines, not by timing."""
 
 import asyncio
+import gc
 
 import pytest
 
-from callstream.media.clock import MediaClock
+from callstream.media.clock import FullCollectionPauses, MediaClock
 
 
 class Counter:
@@ -397,3 +398,29 @@ def test_a_follower_ticks_in_its_leaders_slot_after_it() -> None:
     assert {clock.slot_of(listener) for listener in (mixer, *legs)} == {14}
     assert mixer.times == pytest.approx([100.02, 100.04, 100.054, 100.074])
     assert legs[0].times == mixer.times
+
+
+def test_full_collections_are_counted_and_timed_and_younger_ones_are_not() -> None:
+    pauses = FullCollectionPauses()
+    pauses.install()
+    pauses.install()  # once only
+    gc.disable()  # only the collections below: none started by the allocations
+    try:
+        gc.collect(0)
+        gc.collect(1)
+        assert pauses.count == 0
+        cycles = [[] for _ in range(20_000)]
+        for pair in cycles:
+            pair.append(pair)  # each list holds itself: only a collection frees it
+        del cycles
+        gc.collect()
+        assert pauses.count == 1
+        assert pauses.max_pause_s == pauses.last_pause_s > 0
+        gc.collect()
+        assert pauses.count == 2
+        assert pauses.max_pause_s >= pauses.last_pause_s > 0
+    finally:
+        gc.enable()
+        pauses.uninstall()
+    gc.collect()
+    assert pauses.count == 2
