@@ -17,15 +17,20 @@ HOST = "127.0.0.1"
 
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
-# Every test on both loops: the gateway runs on uvloop, most tests on asyncio's.
-on_both_loops = pytest.mark.parametrize(
-    "loop_factory", [asyncio.new_event_loop, uvloop.new_event_loop], ids=["asyncio", "uvloop"]
-)
 
 
-def _run(loop_factory: LoopFactory, test: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(test())
+def on_both_loops(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[LoopFactory], None]:
+    """Run the async ``test`` on asyncio's loop and on uvloop (which the gateway runs on)."""
+
+    @pytest.mark.parametrize(
+        "loop_factory", [asyncio.new_event_loop, uvloop.new_event_loop], ids=["asyncio", "uvloop"]
+    )
+    def run(loop_factory: LoopFactory) -> None:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(test())
+
+    run.__name__ = run.__qualname__ = test.__name__
+    return run
 
 
 def _free_port_pair() -> int:
@@ -65,11 +70,7 @@ async def _until(condition: object, what: str) -> None:
 
 
 @on_both_loops
-def test_every_datagram_of_a_burst_reaches_the_receiver_in_order(loop_factory: LoopFactory) -> None:
-    _run(loop_factory, _test_every_datagram_of_a_burst_reaches_the_receiver_in_order)
-
-
-async def _test_every_datagram_of_a_burst_reaches_the_receiver_in_order() -> None:
+async def test_every_datagram_of_a_burst_reaches_the_receiver_in_order() -> None:
     first = _free_port_pair()
     pool = RtpPortPool(HOST, first, first + 10)
     rtp = await pool.allocate()
@@ -86,11 +87,7 @@ async def _test_every_datagram_of_a_burst_reaches_the_receiver_in_order() -> Non
 
 
 @on_both_loops
-def test_sendto_reaches_the_peer_and_rtcp_is_swallowed(loop_factory: LoopFactory) -> None:
-    _run(loop_factory, _test_sendto_reaches_the_peer_and_rtcp_is_swallowed)
-
-
-async def _test_sendto_reaches_the_peer_and_rtcp_is_swallowed() -> None:
+async def test_sendto_reaches_the_peer_and_rtcp_is_swallowed() -> None:
     first = _free_port_pair()
     pool = RtpPortPool(HOST, first, first + 10)
     rtp = await pool.allocate()
@@ -108,11 +105,7 @@ async def _test_sendto_reaches_the_peer_and_rtcp_is_swallowed() -> None:
 
 
 @on_both_loops
-def test_a_send_the_kernel_refuses_is_counted_not_raised(loop_factory: LoopFactory) -> None:
-    _run(loop_factory, _test_a_send_the_kernel_refuses_is_counted_not_raised)
-
-
-async def _test_a_send_the_kernel_refuses_is_counted_not_raised() -> None:
+async def test_a_send_the_kernel_refuses_is_counted_not_raised() -> None:
     loop = asyncio.get_running_loop()
     endpoint = bind_udp(loop, HOST, 0)
     endpoint.sendto(bytes(70000), (HOST, 9))  # larger than any UDP datagram: EMSGSIZE
@@ -121,13 +114,7 @@ async def _test_a_send_the_kernel_refuses_is_counted_not_raised() -> None:
 
 
 @on_both_loops
-def test_close_stops_reading_and_frees_the_port_for_the_next_call(
-    loop_factory: LoopFactory,
-) -> None:
-    _run(loop_factory, _test_close_stops_reading_and_frees_the_port_for_the_next_call)
-
-
-async def _test_close_stops_reading_and_frees_the_port_for_the_next_call() -> None:
+async def test_close_stops_reading_and_frees_the_port_for_the_next_call() -> None:
     first = _free_port_pair()
     pool = RtpPortPool(HOST, first, first + 2)  # exactly one pair
     rtp = await pool.allocate()
@@ -145,11 +132,7 @@ async def _test_close_stops_reading_and_frees_the_port_for_the_next_call() -> No
 
 
 @on_both_loops
-def test_a_port_taken_by_another_program_is_skipped(loop_factory: LoopFactory) -> None:
-    _run(loop_factory, _test_a_port_taken_by_another_program_is_skipped)
-
-
-async def _test_a_port_taken_by_another_program_is_skipped() -> None:
+async def test_a_port_taken_by_another_program_is_skipped() -> None:
     first = _free_port_pair()
     squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     squatter.bind((HOST, first + 1))  # the RTCP port of the first pair
@@ -163,11 +146,7 @@ async def _test_a_port_taken_by_another_program_is_skipped() -> None:
 
 
 @on_both_loops
-def test_a_host_name_is_resolved_for_binding(loop_factory: LoopFactory) -> None:
-    _run(loop_factory, _test_a_host_name_is_resolved_for_binding)
-
-
-async def _test_a_host_name_is_resolved_for_binding() -> None:
+async def test_a_host_name_is_resolved_for_binding() -> None:
     endpoint = bind_udp(asyncio.get_running_loop(), "localhost", 0)
     assert endpoint.port > 0
     endpoint.close()
