@@ -131,6 +131,8 @@ class Gateway:
             body["media_clock_ticks_skipped"] = clock.ticks_skipped
             # Legs moved to their real-time stream client's phase (media/clock.py).
             body["media_clock_phase_moves"] = clock.moves
+            # Slots run before their deadline: conferences whose every frame was in.
+            body["media_clock_early_runs"] = clock.early_runs
         # Full garbage collections stop the loop, so every call's audio, for their pause.
         pauses = self.full_collections
         body["gc_full_collections"] = pauses.count

@@ -92,6 +92,8 @@ def test_bench_conference_mode(tmp_path: Path) -> None:
     (step,) = outcome["steps"]
     assert step["streams"] == 3
     assert step["latency_ws_to_rtp_ms"]["count"] > 0  # participants heard the speaker
+    # every participant sends each period: the room is mixed once all are in
+    assert step["healthz_clock_fields"]["media_clock_early_runs"] > 0
     assert (tmp_path / "conference.json").exists()
 
 

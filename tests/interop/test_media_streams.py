@@ -566,6 +566,8 @@ async def test_conference_stream_hears_both_participants_and_both_hear_it(
         assert power_db(loud, 900) > power_db(loud, 1500) + 20, f"{who} did not hear 900 Hz"
     (record,) = env.streams(conference_id=conference["id"])
     assert (record["conference_id"], record["call_id"]) == (conference["id"], None)
+    health = env.gateway.health()  # both phones sent every period: mixed once both were in
+    assert health is not None and health["media_clock_early_runs"] > 0, health
 
 
 # ---------------------------------------------------------------- 6. refusals

@@ -400,6 +400,57 @@ def test_a_follower_ticks_in_its_leaders_slot_after_it() -> None:
     assert legs[0].times == mixer.times
 
 
+def test_run_early_ticks_the_next_due_slot_now_and_keeps_the_deadlines() -> None:
+    """A listener whose input is complete runs its slot (everyone in it) before the
+    deadline; the next period's tick is still at start + n * period, not 20 ms later."""
+    loop = FakeLoop()
+    clock = MediaClock(loop, period=0.02)  # type: ignore[arg-type]
+    hurried, neighbour = Counter(), Counter()
+    clock.add(hurried)
+    clock.add(neighbour)
+    clock.start()
+    run_next(loop)  # 100.02
+    loop.now = 100.035
+    assert not clock.run_early(hurried, 0.004)  # due in 5 ms: too far ahead
+    loop.now = 100.037
+    assert clock.run_early(hurried, 0.004)
+    assert hurried.times[-1] == neighbour.times[-1] == pytest.approx(100.037)
+    assert clock.early_runs == 1 and len(hurried.times) == 2
+    assert [when for when, _ in loop.pending] == pytest.approx([100.06])
+    assert not clock.run_early(hurried, 0.004)  # its next tick is a period away
+    run_next(loop)
+    assert hurried.times == pytest.approx([100.02, 100.037, 100.06])
+    assert neighbour.times == hurried.times
+
+
+def test_run_early_refuses_another_slot_an_unknown_listener_a_tick_and_a_stopped_clock() -> None:
+    loop = FakeLoop()
+    clock = MediaClock(loop, period=0.02)  # type: ignore[arg-type]
+    mover, first = Mover(clock, at=1, seconds=0.005), Counter()
+    calls: list[bool] = []
+
+    class Impatient(Counter):
+        def on_tick(self, now: float) -> None:
+            super().on_tick(now)
+            calls.append(clock.run_early(self, 0.02))  # from within a tick
+
+    impatient = Impatient()
+    for listener in (mover, first, impatient):
+        clock.add(listener)
+    clock.start()
+    run_next(loop)  # slot 0 at 100.02; mover moves to slot 15
+    assert calls == [False]
+    loop.now = 100.0349
+    assert not clock.run_early(first, 0.02)  # slot 15 is due first, not slot 0
+    assert not clock.run_early(Counter(), 0.02)
+    assert clock.run_early(mover, 0.001)
+    assert len(first.times) == 1 and len(mover.times) == 2
+    clock.stop()
+    loop.now = 100.0399
+    assert not clock.run_early(first, 0.02)
+    assert len(first.times) == 1
+
+
 def test_full_collections_are_counted_and_timed_and_younger_ones_are_not() -> None:
     pauses = FullCollectionPauses()
     pauses.install()

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 from callstream.errors import ConflictError
-from callstream.media.conference import INBOX_FRAMES, ConferenceMixer
+from callstream.media.clock import MediaClock
+from callstream.media.conference import INBOX_FRAMES, PHASE_WINDOW_TICKS, ConferenceMixer
 from callstream.media.frame import FRAME_BYTES, FRAME_SAMPLES
 from callstream.media.sources import PcmPlayer
 from tests.media.test_bridge import FakeLeg, const, values
+from tests.media.test_clock import FakeLoop, run_next
 
 
 def room(count: int) -> tuple[ConferenceMixer, list[FakeLeg]]:
@@ -273,3 +275,93 @@ def test_a_mixer_without_a_clock_never_moves_and_both_go_together() -> None:
     assert mixer.phase_advanced_s == 0.0
     with pytest.raises(ValueError, match="go together"):
         ConferenceMixer(clock=FakeTime())
+
+
+def clocked_room(count: int) -> tuple[FakeLoop, MediaClock, ConferenceMixer, list[FakeLeg]]:
+    """A room on a media clock, wired as the call service wires it."""
+    loop = FakeLoop()
+    clock = MediaClock(loop, period=0.02)  # type: ignore[arg-type]
+    mixer = ConferenceMixer(
+        clock=loop.time,
+        advance_tick=lambda seconds: clock.advance(mixer, seconds),
+        run_early=lambda within_s: clock.run_early(mixer, within_s),
+    )
+    clock.add(mixer, early=True)
+    legs = [FakeLeg() for _ in range(count)]
+    for index, leg in enumerate(legs):
+        mixer.add(f"p{index}", leg)
+    clock.start()
+    return loop, clock, mixer, legs
+
+
+def test_the_room_is_mixed_as_soon_as_every_frame_is_in_not_at_the_tick() -> None:
+    loop, clock, mixer, (a, b, c) = clocked_room(3)
+    run_next(loop)  # 100.02: nothing yet
+    for leg, value, at in ((a, 1, 100.0365), (b, 20, 100.037), (c, 300, 100.0375)):
+        loop.now = at
+        leg.hear(const(value))
+        if leg is not c:
+            assert mixer.ticks_mixed == 0  # someone's frame is still to come
+    assert mixer.ticks_mixed == 1 and clock.early_runs == 1  # at 100.0375, not 100.04
+    assert values(a.say()) == {320} and values(b.say()) == {301} and values(c.say()) == {21}
+    assert [when for when, _ in loop.pending] == pytest.approx([100.06])
+
+
+def test_a_missing_frame_leaves_the_room_to_its_tick_and_a_far_tick_is_not_pulled_in() -> None:
+    loop, clock, mixer, (a, b) = clocked_room(2)
+    run_next(loop)  # 100.02
+    loop.now = 100.038
+    a.hear(const(1))  # b is silent this period: the tick mixes a alone
+    assert mixer.ticks_mixed == 0
+    run_next(loop)  # 100.04
+    assert mixer.ticks_mixed == 1 and values(b.say()) == {1}
+    loop.now = 100.045  # both in, but the tick is 15 ms away: it is not run a period early
+    a.hear(const(1))
+    b.hear(const(2))
+    assert mixer.ticks_mixed == 1 and clock.early_runs == 0
+    run_next(loop)  # 100.06
+    assert mixer.ticks_mixed == 2
+
+
+def test_a_participant_still_holding_a_frame_counts_as_in_and_leaving_recounts() -> None:
+    loop, clock, mixer, (a, b, c) = clocked_room(3)
+    run_next(loop)  # 100.02
+    loop.now = 100.025
+    a.hear(const(1))
+    a.hear(const(1))  # two frames: one is left after the next tick
+    run_next(loop)  # 100.04: a's first frame alone
+    loop.now = 100.0575
+    b.hear(const(2))
+    assert mixer.ticks_mixed == 1  # c is still to come
+    mixer.remove("p2")  # c leaves: a (held) and b are everyone
+    loop.now = 100.058
+    b.hear(const(2))  # not a new arrival in an empty inbox: no early run from this
+    assert mixer.ticks_mixed == 1
+    run_next(loop)
+    assert mixer.ticks_mixed == 2
+    loop.now = 100.077
+    b.hear(const(2))
+    assert mixer.ticks_mixed == 2  # b still held one, a has none: not everyone is in
+    a.hear(const(1))
+    assert mixer.ticks_mixed == 3 and clock.early_runs == 1
+
+
+def test_only_ticks_at_their_deadline_judge_the_phase() -> None:
+    """Every other period the room is in 4 ms before the tick (an early tick, whose frames
+    waited for each other, not for the tick); in the others the last frame comes 5 ms
+    before and waits. The window's shortest wait is 5 ms: the tick moves 2 ms earlier."""
+    loop, clock, mixer, (a, b) = clocked_room(2)
+    run_next(loop)  # 100.02
+    for period in range(2, 2 + 2 * PHASE_WINDOW_TICKS):
+        deadline = 100.0 + 0.02 * period
+        loop.now = deadline - 0.012
+        a.hear(const(1))
+        loop.now = deadline - (0.004 if period % 2 else 0.005)
+        b.hear(const(2))
+        if period % 2 == 0:
+            run_next(loop)
+        if mixer.phase_advanced_s:
+            break
+    # the window: the first tick and 24 at their deadline, 23 early ones between them
+    assert clock.early_runs == PHASE_WINDOW_TICKS - 2
+    assert mixer.phase_advanced_s == pytest.approx(0.002)

@@ -538,6 +538,7 @@ class CallService(MediaStreams, ProviderStreams, IncomingCallRouter):
         mixer = ConferenceMixer(
             clock=asyncio.get_running_loop().time,
             advance_tick=lambda seconds: clock.advance(mixer, seconds),
+            run_early=lambda within_s: clock.run_early(mixer, within_s),
         )
         clock.add(mixer, early=True)  # mixes before the legs read it
         self._conferences[record.id] = _LiveConference(record, mixer)

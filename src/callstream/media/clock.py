@@ -21,6 +21,12 @@ used to drop frames to trim). A move only ever brings the listener's next tick e
 nothing is ticked twice in one period. The timer fires only at slots that hold a listener,
 so a clock whose listeners all sit in slot 0 fires once per period as it always did.
 
+**Early runs.** A listener that can tell its tick's input is complete (a conference's
+mixer, once every participant's frame of the period is in) asks ``run_early``: if its
+slot is the next one due and within a few ms, the slot runs at once instead of at its
+deadline. Deadlines do not move, so the next period ticks on time and nothing ticks
+twice.
+
 A slot's work is done in slices of about ``slice_budget_s`` (1 ms): when a slice has
 used its budget, the rest of the slot's listeners run in a callback queued with
 ``call_soon``, after the loop has polled its sockets. At 400 calls a tick is several
@@ -214,6 +220,8 @@ class MediaClock:
         """How many times ticks were skipped (each stall counts once)."""
         self.moves = 0
         """Listeners moved to an earlier slot so far (``advance``)."""
+        self.early_runs = 0
+        """Slots run before their deadline because their input was complete (``run_early``)."""
         self._ticking: TickListener | None = None
         """The listener whose ``on_tick`` runs now (the only one ``advance`` moves)."""
         self._next_stall_warning = 0.0
@@ -282,6 +290,31 @@ class MediaClock:
         if mine is None or theirs is None or mine == theirs:
             return 0.0
         return self.advance(listener, ((mine - theirs) % self.slot_count) * self.slot_seconds)
+
+    def run_early(self, listener: TickListener, within_s: float) -> bool:
+        """Run ``listener``'s slot now, before its deadline; True if it ran.
+
+        For a listener that can tell its tick's input is complete (a conference mixer
+        with every participant's frame in): its slot runs at once if it is the next
+        slot due and its deadline is at most ``within_s`` away, so the tick is neither
+        doubled nor moved: the next period's deadline stays where it was. Everything in
+        that slot ticks with it (a mixer's legs follow its slot). Refused while any slot
+        runs (a listener's own tick can deliver frames), and for an unregistered
+        listener or a stopped clock.
+        """
+        handle = self._handle
+        if handle is None or self._slice_handle is not None or self._ticking is not None:
+            return False
+        slot = self._slot_of.get(id(listener))
+        if slot is None or self._armed_slot % self.slot_count != slot:
+            return False
+        if self._deadline(self._armed_slot) - self._loop.time() > within_s:
+            return False
+        handle.cancel()
+        self._handle = None
+        self.early_runs += 1
+        self._run_due(self._armed_slot, self._timer() + self._slice_budget_s)
+        return True
 
     def __len__(self) -> int:
         return len(self._slot_of)
