@@ -5,6 +5,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from callstream.codecs.g711 import alaw_decode, ulaw_decode, ulaw_encode
 from callstream.codecs.wav import write_wav
@@ -378,3 +380,64 @@ def test_bad_options_are_refused(
     with pytest.raises(ConfigError) as caught:
         PlivoWire(meta=META, tracks=tracks, options=options)
     assert str(caught.value) == message
+
+
+# ---------------------------------------------------------------- decode_audio fast path
+
+_PLAY_MEDIA = st.fixed_dictionaries(
+    {},
+    optional={
+        "contentType": st.sampled_from(
+            ["raw", "wav", "audio/x-l16", "audio/x-mulaw", "audio/x-alaw", 7]
+        ),
+        "sampleRate": st.sampled_from([8000, 16000, 44100, True, "8000"]),
+        "payload": st.one_of(
+            st.binary(max_size=700).map(lambda b: base64.b64encode(b).decode()),
+            st.sampled_from(["", "not base64!", 5]),
+        ),
+    },
+)
+_MESSAGES = st.one_of(
+    st.builds(lambda media: {"event": "playAudio", "media": media}, _PLAY_MEDIA),
+    st.sampled_from(
+        [
+            {"event": "playAudio", "media": "x"},
+            {"event": "checkpoint", "name": "cp"},
+            {"event": "clearAudio"},
+            {"event": "sendDTMF", "dtmf": "12"},
+            {"event": "other"},
+            {"media": {}},
+            [1, 2],
+        ]
+    ),
+).map(json.dumps)
+_RAW = st.sampled_from(['{"event": "playAudio"', "null", b"\xff\xfe", b'{"event":"clearAudio"}'])
+
+
+@settings(max_examples=300)
+@given(
+    message=st.one_of(_MESSAGES, _MESSAGES.map(str.encode), _RAW),
+    content_type=st.sampled_from(
+        ["audio/x-l16;rate=8000", "audio/x-l16;rate=16000", "audio/x-mulaw;rate=8000"]
+    ),
+    bidirectional=st.booleans(),
+)
+def test_decode_audio_gives_exactly_what_decode_gives(
+    message: str | bytes, content_type: str, bidirectional: bool
+) -> None:
+    stream = wire(content_type=content_type, bidirectional=bidirectional)
+    expected = stream.decode(message, T0)
+    audio = stream.decode_audio(message)
+    if audio is not None:
+        assert (expected.audio, expected.commands, expected.faults) == ([audio], [], [])
+    else:
+        assert expected.audio == [] or expected.faults or expected.commands
+
+
+def test_a_plain_play_audio_takes_the_fast_path_and_nothing_else_does() -> None:
+    stream = wire(content_type="audio/x-mulaw;rate=8000", bidirectional=True)
+    payload = base64.b64encode(ulaw_encode(SPEECH_FRAME)).decode()
+    play = {"event": "playAudio", "media": {"contentType": "audio/x-mulaw", "payload": payload}}
+    assert stream.decode_audio(json.dumps(play)) == ulaw_decode(ulaw_encode(SPEECH_FRAME))
+    assert stream.decode_audio(json.dumps({"event": "checkpoint", "name": "a"})) is None
+    assert wire(bidirectional=False).decode_audio(json.dumps(play)) is None

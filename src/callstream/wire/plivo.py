@@ -227,28 +227,42 @@ class PlivoWire(TrackWire):
             return TrackDecoded(faults=["event: missing or not a string"])
         return TrackDecoded(faults=[f"unknown event {event[:40]!r}"])
 
+    def decode_audio(self, message: str | bytes) -> bytes | None:
+        """The PCM of a well-formed ``playAudio`` (nearly every message), else None."""
+        parsed = _parse_json(message)
+        if isinstance(parsed, str) or parsed.get("event") != "playAudio":
+            return None
+        pcm = self._play_audio_pcm(parsed)
+        return pcm if isinstance(pcm, bytes) and pcm else None
+
     def _play_audio(self, message: Mapping[str, Any]) -> TrackDecoded:
+        pcm = self._play_audio_pcm(message)
+        if isinstance(pcm, str):
+            return TrackDecoded(faults=[pcm])
+        return TrackDecoded(audio=[pcm] if pcm else [])
+
+    def _play_audio_pcm(self, message: Mapping[str, Any]) -> bytes | str:
+        """A ``playAudio``'s audio as canonical PCM, or the fault that rejects it."""
         if not self.bidirectional:
-            return TrackDecoded(faults=["playAudio: the stream is not bidirectional"])
+            return "playAudio: the stream is not bidirectional"
         media = message.get("media")
         if not isinstance(media, Mapping):
-            return TrackDecoded(faults=["playAudio: media must be an object"])
+            return "playAudio: media must be an object"
         content_type = media.get("contentType", "raw")
         if content_type not in PLAY_CONTENT_TYPES:
-            return TrackDecoded(faults=[_PLAY_CONTENT_TYPE_FAULT])
+            return _PLAY_CONTENT_TYPE_FAULT
         if content_type == "raw":
             content_type = self.encoding
         sample_rate = media.get("sampleRate", self.sample_rate_hz)
         if isinstance(sample_rate, bool) or sample_rate not in PLAY_SAMPLE_RATES:
-            return TrackDecoded(faults=["playAudio: media.sampleRate must be 8000 or 16000"])
+            return "playAudio: media.sampleRate must be 8000 or 16000"
         payload = _base64_payload(media.get("payload"))
         if isinstance(payload, str):
-            return TrackDecoded(faults=[payload])
+            return payload
         try:
-            pcm = self._to_canonical(content_type, int(sample_rate), payload)
+            return self._to_canonical(content_type, int(sample_rate), payload)
         except MediaError as error:
-            return TrackDecoded(faults=[f"playAudio: {error}"])
-        return TrackDecoded(audio=[pcm] if pcm else [])
+            return f"playAudio: {error}"
 
     def _to_canonical(self, content_type: str, sample_rate: int, payload: bytes) -> bytes:
         if content_type == "wav":

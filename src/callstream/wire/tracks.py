@@ -18,6 +18,9 @@ message is one JSON text (``str``). One wire instance serves one stream.
     wire.closing(now, *, error_code=None, error=None) -> list[str]
         # Voxology end_stream (per-track summary); Plivo stop
     wire.decode(message, now) -> TrackDecoded        # from the application; never raises
+    wire.decode_audio(message) -> bytes | None       # fast path: the PCM of a message that
+                                                     # is audio and nothing else, or None
+                                                     # (nothing changed): decode() takes it
     wire.played(names) -> list[str]                  # Plivo playedStream per checkpoint name
     wire.cleared() -> list[str]                      # Plivo clearedAudio
     wire.stream_data                                 # Voxology: what end_stream carries
@@ -121,6 +124,16 @@ class TrackWire(ABC):
 
     def decode(self, message: str | bytes, now: datetime) -> TrackDecoded:
         return TrackDecoded(faults=["this stream does not accept messages"])
+
+    def decode_audio(self, message: str | bytes) -> bytes | None:
+        """The PCM of a message that is audio to play and nothing else, or None.
+
+        The per-message fast path (no ``TrackDecoded``, no clock read): it must give
+        exactly the audio decode() would, and change no state unless it returns audio.
+        None means decode() takes the message; a wire without a fast path always says
+        None.
+        """
+        return None
 
     def played(self, names: Sequence[str]) -> list[str]:
         return []
