@@ -304,6 +304,7 @@ def _base64_payload(payload: object) -> bytes | str:
     if not payload:
         return "playAudio: media.payload is empty"
     try:
-        return base64.b64decode(payload, validate=True)
+        # binascii's strict mode, in C: b64decode(validate=True) checks with a regex first
+        return binascii.a2b_base64(payload, strict_mode=True)
     except (binascii.Error, ValueError):
         return "playAudio: media.payload is not valid base64"
