@@ -365,3 +365,46 @@ def test_only_ticks_at_their_deadline_judge_the_phase() -> None:
     # the window: the first tick and 24 at their deadline, 23 early ones between them
     assert clock.early_runs == PHASE_WINDOW_TICKS - 2
     assert mixer.phase_advanced_s == pytest.approx(0.002)
+
+
+def test_a_conference_sharing_the_slot_of_one_that_runs_early_moves_out_of_it() -> None:
+    """Two rooms tick in slot 0. Room A is in 2 ms before the tick and runs it early;
+    that also ticks room B, whose last frame (1 ms before) then misses it and its first
+    (10 ms before) waits 8 ms. B's phase judge moves B to 3 ms after its first frame,
+    into a slot of its own: from then on each room runs early in its own slot (B with
+    the frame that missed, as its first of the period), and no inbox holds more than
+    one frame."""
+    loop = FakeLoop()
+    clock = MediaClock(loop, period=0.02)  # type: ignore[arg-type]
+
+    def room(*names: str) -> tuple[ConferenceMixer, list[FakeLeg]]:
+        mixer = ConferenceMixer(
+            clock=loop.time,
+            advance_tick=lambda seconds: clock.advance(mixer, seconds),
+            run_early=lambda within_s: clock.run_early(mixer, within_s),
+        )
+        clock.add(mixer, early=True)
+        legs = [FakeLeg() for _ in names]
+        for name, leg in zip(names, legs, strict=True):
+            mixer.add(name, leg)
+        return mixer, legs
+
+    (room_a, (a1, a2)), (room_b, (b1, b2)) = room("a1", "a2"), room("b1", "b2")
+    clock.start()
+    arrivals = ((b1, -0.010), (a1, -0.002), (a2, -0.002), (b2, -0.001))
+    for period in range(1, 4 * PHASE_WINDOW_TICKS):
+        for leg, offset in arrivals:
+            when = 100.0 + 0.02 * period + offset
+            while loop.pending and loop.pending[0][0] <= when:
+                run_next(loop)
+            loop.now = when
+            leg.hear(const(1))
+    assert clock.slot_of(room_a) == 0 and room_a.phase_advanced_s == 0.0
+    assert clock.slot_of(room_b) == 13 and room_b.phase_advanced_s == pytest.approx(0.007)
+    early_before, fired_before = clock.early_runs, room_b.ticks_mixed
+    for leg, offset in arrivals:  # one more period: both rooms run early
+        loop.now = 100.0 + 0.02 * 4 * PHASE_WINDOW_TICKS + offset
+        assert not loop.pending or loop.pending[0][0] > loop.now
+        leg.hear(const(1))
+    assert clock.early_runs == early_before + 2 and room_b.ticks_mixed == fired_before + 1
+    assert max(len(p.inbox) for mixer in (room_a, room_b) for p in mixer._roster) <= 1
