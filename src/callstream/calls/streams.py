@@ -244,6 +244,15 @@ class StreamBase:
         self._send(message)
         self.counters.bytes_sent += len(message)
 
+    def _take_audio(self, message: Message, pcm: bytes) -> None:
+        """A client message that was audio and nothing else (the wire's ``decode_audio``
+        fast path): count it and queue its PCM to play; good input, so no garbage run."""
+        counters = self.counters
+        counters.bytes_received += len(message)
+        counters.frames_received += 1
+        self.playout.push(pcm)
+        self._garbage_since = None
+
     def _count_faults(self, faults: list[str], had_audio: bool, now: float) -> bool:
         """Count dropped input; True when only garbage came for GARBAGE_TIMEOUT_S (closed)."""
         if faults:
@@ -343,15 +352,12 @@ class MediaStream(StreamBase):
     # -- from the client ------------------------------------------------------------------
     def receive(self, message: Message, now: float) -> None:
         """One WebSocket message from the client."""
-        counters = self.counters
         pcm = self.wire.decode_audio(message)
         if pcm is not None:  # plain audio: the common case, without a Decoded
-            counters.bytes_received += len(message)
-            counters.frames_received += 1
-            self.playout.push(pcm)
-            self._garbage_since = None
+            self._take_audio(message, pcm)
             return
         decoded = self.wire.decode(message)
+        counters = self.counters
         counters.bytes_received += len(message)
         for pcm in decoded.audio:
             self.playout.push(pcm)

@@ -184,15 +184,12 @@ class TrackedStream(StreamBase):
 
     # -- from the application ------------------------------------------------------------
     def receive(self, message: Message, now: float) -> None:
-        counters = self.counters
         pcm = self.wire.decode_audio(message)
         if pcm is not None:  # audio to play: the common case, without a TrackDecoded
-            counters.bytes_received += len(message)
-            counters.frames_received += 1
-            self.playout.push(pcm)
-            self._garbage_since = None
+            self._take_audio(message, pcm)
             return
         decoded = self.wire.decode(message, utcnow())
+        counters = self.counters
         counters.bytes_received += len(message)
         for pcm in decoded.audio:
             self.playout.push(pcm)
