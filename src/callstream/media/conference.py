@@ -108,11 +108,9 @@ class _Participant:
     def _timed_push(self, frame: bytes) -> None:
         assert self.clock is not None
         self.pushed_at = self.clock()
-        inbox = self.inbox
-        if inbox:
-            inbox.push(frame)
-        else:
-            inbox.push(frame)
+        was_empty = not self.inbox
+        self.inbox.push(frame)
+        if was_empty:
             self.filled()
 
 
@@ -206,7 +204,7 @@ class ConferenceMixer:
         if participant is None:
             return False
         self._roster = tuple(p for p in self._roster if p is not participant)
-        self._filled = sum(1 for p in self._roster if p.inbox)
+        self._count_filled()
         participant.leg.remove_tap(participant.tap)
         participant.leg.stop(participant.outbox)
         follow = getattr(participant.leg, "follow_tick_of", None)
@@ -270,9 +268,11 @@ class ConferenceMixer:
         frames = self._frames
         frames.clear()
         self._collect_speakers(frames)
-        if self._running_early:
+        if self._run_early is not None:
             self._count_filled()
-        elif self._clock is not None:
+        # An early tick's frames waited for each other, not for the tick: only a tick
+        # at its deadline tells where the deadline should be.
+        if self._clock is not None and not self._running_early:
             self._judge_phase(now)
         if self._sources:
             self._read_sources(frames)
@@ -311,25 +311,18 @@ class ConferenceMixer:
                 self._running_early = False
 
     def _count_filled(self) -> None:
-        """After an early tick: the participants whose inbox still holds a frame. The
-        phase is not judged on it: its frames waited for each other, not for the tick,
-        and the tick's place (the deadline) only matters for the frame that comes late."""
-        self._filled = sum(1 for participant in self._speakers if participant.inbox)
+        """Count the participants whose inbox holds a frame (after a tick or a leave);
+        arrivals in empty inboxes add to it until the next tick."""
+        self._filled = sum(1 for participant in self._roster if participant.inbox)
 
     def _judge_phase(self, now: float) -> None:
         """Track how long this tick's frames waited; every window, tick earlier by what
-        the shortest wait exceeds the margin (every participant keeps at least it).
-        Also counts the participants whose inbox still holds a frame after this tick."""
+        the shortest wait exceeds the margin (every participant keeps at least it)."""
         min_wait = self._window_min_wait
-        filled = 0
         for participant in self._speakers:
-            backlog = len(participant.inbox)
-            wait = now - participant.pushed_at + backlog * FRAME_SECONDS
+            wait = now - participant.pushed_at + len(participant.inbox) * FRAME_SECONDS
             if wait < min_wait:
                 min_wait = wait
-            if backlog:
-                filled += 1
-        self._filled = filled
         self._window_ticks += 1
         if self._window_ticks < PHASE_WINDOW_TICKS:
             self._window_min_wait = min_wait
