@@ -91,7 +91,7 @@ class Bench:
             self.stream_server = await self.loop.create_server(
                 self.streams.protocol, HOST, self.plan.stream_port, backlog=1024
             )
-        self.clock = MediaClock(self.loop, self.hub)
+        self.clock = MediaClock(self.loop, self.hub, self.plan.send_phases)
         self.clock.begin()
         self.http = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self.plan.token}"})
         self.lag_task = self.loop.create_task(self._watch_healthz())

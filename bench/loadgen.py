@@ -7,8 +7,12 @@ only to 127.0.0.1. It is written to be much lighter per stream than the gateway 
   generator more than the calls cost the gateway.
 - Every call's RTP leaves from and returns to ONE UDP socket; what comes back is told apart
   by the gateway's source port (each call has its own gateway RTP port). Sends are batched
-  on the generator's own 20 ms clock, spread over ``SEND_PHASES`` phases of it, so the
-  gateway is not handed every call's packet in one burst (real phones are not in phase).
+  on the generator's own 20 ms clock, spread over ``SEND_PHASES`` phases of it (4 unless
+  ``--send-phases`` says otherwise), so the gateway is not handed every call's packet in
+  one burst (real phones are not in phase). With 4 phases at 300 calls the gateway gets
+  75 packets at once, 4 times a period: a harder pattern than phones whose phases are
+  spread at random, and the RTP→WS p50 then mostly measures how long the median packet
+  waits behind its burst. ``--send-phases 20`` (a phase per ms) is closer to real phones.
 - Each WebSocket is a minimal RFC 6455 client on an asyncio Protocol: it echoes every
   binary message it gets, byte for byte, in one client frame. The client masking key is
   all zeros (RFC 6455 §5.3 wants it unpredictable; the gateway cannot tell, and XOR with
@@ -55,6 +59,7 @@ PAYLOAD_BYTES = 160
 MAGIC = 0xD5
 RING = 1 << 12  # send/echo times kept per call, indexed by tick % RING
 SEND_PHASES = 4
+MAX_SEND_PHASES = 20
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # μ-law byte -> 16-bit PCM, G.711 (the same table every decoder uses)
@@ -639,10 +644,15 @@ class RtpHub(asyncio.DatagramProtocol):
 class MediaClock:
     """The generator's 20 ms clock: each phase sends one marked frame for its share of calls."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, hub: RtpHub) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, hub: RtpHub, send_phases: int = SEND_PHASES
+    ) -> None:
+        if not 1 <= send_phases <= MAX_SEND_PHASES:
+            raise ValueError(f"send phases must be 1..{MAX_SEND_PHASES}, not {send_phases}")
         self.loop = loop
         self.hub = hub
-        self.phases: list[list[Call]] = [[] for _ in range(SEND_PHASES)]
+        self.send_phases = send_phases
+        self.phases: list[list[Call]] = [[] for _ in range(send_phases)]
         self.tick = 0
         self.start = 0.0
         self.late_max_s = 0.0
@@ -662,7 +672,7 @@ class MediaClock:
         assert call.gateway_rtp is not None
         self.hub.by_source[call.gateway_rtp] = call
         call.media_on = True
-        self.phases[call.index % SEND_PHASES].append(call)
+        self.phases[call.index % self.send_phases].append(call)
 
     def begin(self) -> None:
         self.start = self.loop.time()
@@ -674,12 +684,13 @@ class MediaClock:
 
     def _run(self) -> None:
         step = self._step
-        deadline = self.start + step * FRAME_S / SEND_PHASES
+        send_phases = self.send_phases
+        deadline = self.start + step * FRAME_S / send_phases
         late = self.loop.time() - deadline
         if late > self.late_max_s:
             self.late_max_s = late
-        phase = step % SEND_PHASES
-        tick = step // SEND_PHASES
+        phase = step % send_phases
+        tick = step // send_phases
         self.tick = tick
         if phase == 0 and self.next_speaker is not None:
             if self.speaker is not None:
@@ -706,7 +717,7 @@ class MediaClock:
             else:
                 sendto(header + silence, call.gateway_rtp)
         self._step = step + 1
-        self.handle = self.loop.call_at(deadline + FRAME_S / SEND_PHASES, self._run)
+        self.handle = self.loop.call_at(deadline + FRAME_S / send_phases, self._run)
 
 
 _RTP_HEADER = struct.Struct(">BBHII")
@@ -787,6 +798,8 @@ class LoadPlan:
     rtp_p99_target_ms: float = 40.0
     conference_p99_target_ms: float = 20.0
     """Conference mode: added latency both ways (issue 6: 50 parties with <= 20 ms added)."""
+    send_phases: int = SEND_PHASES
+    """How many bursts the generator sends each 20 ms in (see the module docs)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -34,6 +34,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from bench.loadgen import MAX_SEND_PHASES, SEND_PHASES
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 GATEWAY_CONFIG = """
@@ -96,6 +98,36 @@ def pinned(core: int, argv: list[str]) -> list[str]:
     if shutil.which("taskset") and (os.cpu_count() or 1) > core:
         return ["taskset", "-c", str(core), *argv]
     return argv
+
+
+PROBE_SOURCE = """
+import time
+def work():
+    total, table = 0, {}
+    for n in range(1_000_000):
+        total += n & 7
+        table[n & 255] = total
+    return total
+best = min(
+    (lambda start: (work(), time.perf_counter() - start)[1])(time.perf_counter())
+    for _ in range(3)
+)
+print(round(best * 1000, 1))
+"""
+"""A fixed pure-Python loop (the kind of work that dominates the gateway's core: bytecode,
+dicts, ints), best of 3. It does not change with callstream's code, so its time tells how
+fast the host is; the same code measured 0.15 and 0.45 % of a core per stream on two
+hosts of this machine kind (bench/RESULTS.md, sixth and seventh sessions)."""
+
+
+def host_probe_ms(core: int = 0) -> float | None:
+    """How long the probe takes on ``core`` (the gateway's), in ms; None if it fails."""
+    argv = pinned(core, [sys.executable, "-c", PROBE_SOURCE])
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
+        return float(done.stdout.strip())
+    except (subprocess.SubprocessError, ValueError, OSError):
+        return None
 
 
 def machine() -> dict[str, Any]:
@@ -187,6 +219,8 @@ class GatewayProcess:
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     steps = tuple(int(n) for n in args.steps.split(","))
+    probe_before = host_probe_ms()
+    print(f"host probe (core 0, before): {_fmt(probe_before)} ms", flush=True)
     with tempfile.TemporaryDirectory(prefix="callstream-bench-") as tmp:
         workdir = Path(tmp)
         stream_port = free_port()  # the generator's server for the JSON wires
@@ -205,6 +239,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 "conference": args.conference,
                 "route": ROUTES.get(args.wire, "bench"),
                 "stream_port": stream_port,
+                "send_phases": args.send_phases,
                 "extra": {"keep_going": args.keep_going},
             }
             plan_path, result_path = workdir / "plan.json", workdir / "result.json"
@@ -230,13 +265,16 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             code = gateway.stop()
             log_tail = gateway.log_path.read_text(errors="replace")[-3000:]
         playout_dropped = gateway.playout_dropped_frames()
+    probe_after = host_probe_ms()
+    print(f"host probe (core 0, after): {_fmt(probe_after)} ms", flush=True)
     outcome.update(
         {
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             "wire": args.wire,
             "mode": mode(args),
             "hold_s": args.hold,
-            "machine": machine(),
+            "machine": machine() | {"probe_ms_before": probe_before, "probe_ms_after": probe_after},
+            "send_phases": args.send_phases,
             "gateway_exit": code,
             "gateway_log_tail": log_tail,
             "last_step_held": last_held(outcome["steps"]),
@@ -273,7 +311,11 @@ def mode(args: argparse.Namespace) -> str:
 
 def print_header(args: argparse.Namespace) -> None:
     what = "conference" if args.conference else f"{mode(args)}, wire {args.wire}"
-    print(f"callstream bench: {what}; latencies in ms; cpu % of one core", flush=True)
+    print(
+        f"callstream bench: {what}; RTP sent in {args.send_phases} bursts per 20 ms;"
+        " latencies in ms; cpu % of one core",
+        flush=True,
+    )
     print(" ".join(name.rjust(width) for name, width in COLUMNS), flush=True)
 
 
@@ -348,6 +390,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--name", default="", help="file name (default: mode and wire)")
     parser.add_argument("--no-png", action="store_true")
+    parser.add_argument(
+        "--send-phases",
+        type=int,
+        default=SEND_PHASES,
+        choices=range(1, MAX_SEND_PHASES + 1),
+        metavar=f"1..{MAX_SEND_PHASES}",
+        help=f"bursts the generator sends each 20 ms of RTP in (default {SEND_PHASES})",
+    )
     args = parser.parse_args(argv)
     if args.conference and args.wire in JSON_WIRES:
         parser.error("--conference uses the conference's own stream: a binary wire only")

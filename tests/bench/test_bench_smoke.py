@@ -22,7 +22,10 @@ from bench.loadgen import (
     HOST,
     MAGIC,
     PCM_TO_ULAW,
+    SEND_PHASES,
     ULAW_TO_PCM,
+    MediaClock,
+    RtpHub,
     Samples,
     StreamServer,
     marker,
@@ -79,6 +82,9 @@ def test_bench_runs_a_small_ramp(tmp_path: Path, wire: str) -> None:
     saved = json.loads((tmp_path / f"{wire}.json").read_text())
     assert saved["steps"] == outcome["steps"]
     assert saved["machine"]["nproc"] >= 1
+    assert saved["machine"]["probe_ms_before"] > 0  # how fast the host was, to compare runs
+    assert saved["machine"]["probe_ms_after"] > 0
+    assert saved["send_phases"] == SEND_PHASES
     assert run.draw(saved, tmp_path / "plot.png")  # the PNG the issue asks for
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -188,6 +194,59 @@ def test_bench_runs_a_small_ramp_on_a_json_wire(tmp_path: Path, wire: str) -> No
         assert lost_to_rtp <= outcome["gateway_playout_dropped_frames"]
     else:
         assert outcome["gateway_playout_dropped_frames"] == 0  # nothing was played
+
+
+class _RecordingTransport:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sent.append((data, addr))
+
+
+@pytest.mark.parametrize("send_phases", [1, 4, 20])
+def test_the_generator_sends_each_period_in_as_many_bursts_as_asked(send_phases: int) -> None:
+    """Each run of the generator's clock is one burst: the calls of one phase, every one
+    of them exactly once a period, and the next burst 20 ms / phases later."""
+    loop = asyncio.new_event_loop()
+    try:
+        hub = RtpHub(Samples())
+        transport = _RecordingTransport()
+        hub.transport = transport  # type: ignore[assignment]
+        clock = MediaClock(loop, hub, send_phases)
+        calls = []
+        for index in range(40):
+            call = new_call(index, max_ticks=100)
+            call.gateway_rtp = (HOST, 20000 + index)
+            clock.add(call)
+            calls.append(call)
+        clock.start = loop.time()
+        bursts: list[set[int]] = []
+        deadlines: list[float] = []
+        for _ in range(2 * send_phases):  # two periods
+            transport.sent.clear()
+            clock._run()
+            assert clock.handle is not None
+            deadlines.append(clock.handle.when())
+            clock.handle.cancel()
+            bursts.append({addr[1] - 20000 for _, addr in transport.sent})
+        clock.stop()
+    finally:
+        loop.close()
+    period = bursts[:send_phases]
+    assert sorted(index for burst in period for index in burst) == list(range(40))
+    assert all(len(burst) == 40 // send_phases for burst in period)
+    assert bursts[send_phases:] == period  # the same calls, in the same burst, each period
+    gaps = {round(b - a, 6) for a, b in zip(deadlines, deadlines[1:], strict=False)}
+    assert gaps == {round(0.020 / send_phases, 6)}
+
+
+def test_send_phases_out_of_range_are_refused() -> None:
+    with pytest.raises(SystemExit):
+        run.parse_args(["--send-phases", "21"])
+    with pytest.raises(SystemExit):
+        run.parse_args(["--send-phases", "0"])
+    assert run.parse_args(["--send-phases", "20"]).send_phases == 20
 
 
 def test_conference_mode_refuses_a_json_wire() -> None:
