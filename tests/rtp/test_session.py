@@ -356,8 +356,8 @@ def test_the_fast_path_gives_what_receive_gives(
             outcomes.append((received.frames, received.dtmf))
         assert outcomes[0] == outcomes[1]
         if index % 3 == 2:  # a tick
-            assert bool(reference.held) == bool(fast.held)
-            if reference.held:
+            assert bool(reference.waiting_packets) == bool(fast.waiting_packets)
+            if reference.waiting_packets:
                 flushed = reference.flush(), fast.flush()
                 assert flushed[0] == flushed[1]
             else:
@@ -378,7 +378,7 @@ def test_the_fast_path_takes_in_order_audio_and_leaves_the_rest() -> None:
     assert session.receive_in_order(_audio(11)) is None  # a duplicate: receive() judges it
     assert session.receive_in_order(_audio(13)) is None  # after a gap
     assert session.receive(_audio(13)).frames == []  # held for the gap
-    assert session.held
+    assert session.waiting_packets
     assert session.receive_in_order(_audio(12)) is None  # fills it, but 13 is held
     assert len(session.receive(_audio(12)).frames) == 2
     assert session.receive_in_order(_audio(14, ssrc=9)) is None  # a new source

@@ -181,7 +181,7 @@ class Leg:
     def on_tick(self, now: float) -> None:
         if self._timed_out:
             return
-        if self.session.held:  # packets wait behind a gap
+        if self.session.waiting_packets:  # packets wait behind a gap
             released = self.session.flush()
             for heard in released.frames:
                 self._deliver(heard)

@@ -75,8 +75,9 @@ class RtpSession:
         self._silence = self._encode(SILENCE)
         self._decoders = _DECODERS
         self._reorder = ReorderBuffer()
-        self.held = self._reorder.held
-        """Packets held behind a gap, read only: flush() has something to do when not empty."""
+        self.waiting_packets = self._reorder.held
+        """Packets waiting behind a gap (not the call on hold: that is ``Leg.held``), read
+        only: flush() has something to do when not empty."""
         self._detector = DtmfDetector()
         self._sender = DtmfSender()
         self._flush_due = False
