@@ -115,6 +115,13 @@ class PlivoWire(TrackWire):
         self.bidirectional = bidirectional
         self.extra_headers = extra_headers
         self._ulaw = self.encoding == "audio/x-mulaw"
+        self._play_formats = {
+            (content_type, rate): (self.encoding if content_type == "raw" else content_type, rate)
+            for content_type in PLAY_CONTENT_TYPES
+            for rate in PLAY_SAMPLE_RATES
+        }
+        """A ``playAudio``'s (contentType, sampleRate) -> how ``_to_canonical`` reads its
+        payload ("raw" is the stream's own encoding); a pair not here is refused."""
         self._sequence_number = 0
         self._started_at: datetime | None = None
         self._chunks = dict.fromkeys(self.tracks, 0)
@@ -243,54 +250,42 @@ class PlivoWire(TrackWire):
         except msgspec.DecodeError:
             return None
         media = play.media
-        content_type = media.contentType
+        if play.event != "playAudio" or not self.bidirectional or not media.payload:
+            return None
         sample_rate = media.sampleRate
         if isinstance(sample_rate, msgspec.UnsetType):
             sample_rate = self.sample_rate_hz
-        if (
-            play.event != "playAudio"
-            or not self.bidirectional
-            or content_type not in PLAY_CONTENT_TYPES
-            or sample_rate not in PLAY_SAMPLE_RATES
-            or not media.payload
-        ):
+        audio_format = self._play_formats.get((media.contentType, sample_rate))
+        if audio_format is None:
             return None
-        if content_type == "raw":
-            content_type = self.encoding
+        content_type, rate = audio_format
         try:
-            pcm = self._to_canonical(content_type, sample_rate, media.payload)
+            pcm = self._to_canonical(content_type, rate, media.payload)
         except MediaError:
             return None
         return pcm or None
 
     def _play_audio(self, message: Mapping[str, Any]) -> TrackDecoded:
-        pcm = self._play_audio_pcm(message)
-        if isinstance(pcm, str):
-            return TrackDecoded(faults=[pcm])
-        return TrackDecoded(audio=[pcm] if pcm else [])
-
-    def _play_audio_pcm(self, message: Mapping[str, Any]) -> bytes | str:
-        """A ``playAudio``'s audio as canonical PCM, or the fault that rejects it."""
         if not self.bidirectional:
-            return "playAudio: the stream is not bidirectional"
+            return TrackDecoded(faults=["playAudio: the stream is not bidirectional"])
         media = message.get("media")
         if not isinstance(media, Mapping):
-            return "playAudio: media must be an object"
+            return TrackDecoded(faults=["playAudio: media must be an object"])
         content_type = media.get("contentType", "raw")
         if content_type not in PLAY_CONTENT_TYPES:
-            return _PLAY_CONTENT_TYPE_FAULT
-        if content_type == "raw":
-            content_type = self.encoding
+            return TrackDecoded(faults=[_PLAY_CONTENT_TYPE_FAULT])
         sample_rate = media.get("sampleRate", self.sample_rate_hz)
         if isinstance(sample_rate, bool) or sample_rate not in PLAY_SAMPLE_RATES:
-            return "playAudio: media.sampleRate must be 8000 or 16000"
+            return TrackDecoded(faults=["playAudio: media.sampleRate must be 8000 or 16000"])
+        content_type, rate = self._play_formats[(content_type, sample_rate)]
         payload = _base64_payload(media.get("payload"))
         if isinstance(payload, str):
-            return payload
+            return TrackDecoded(faults=[payload])
         try:
-            return self._to_canonical(content_type, int(sample_rate), payload)
+            pcm = self._to_canonical(content_type, rate, payload)
         except MediaError as error:
-            return f"playAudio: {error}"
+            return TrackDecoded(faults=[f"playAudio: {error}"])
+        return TrackDecoded(audio=[pcm] if pcm else [])
 
     def _to_canonical(self, content_type: str, sample_rate: int, payload: bytes) -> bytes:
         if content_type == "wav":
