@@ -34,7 +34,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from bench.loadgen import MAX_SEND_PHASES, SEND_PHASES
+from bench.loadgen import JSON_WIRES, MAX_SEND_PHASES, ONE_WAY_WIRES, SEND_PHASES
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -64,8 +64,6 @@ params = {{ url = "ws://{host}:{stream_port}/voxology", tracks = ["caller"] }}
 type = "PAUSE"
 params = {{ seconds = 3600 }}
 """
-JSON_WIRES = ("plivo", "voxology")
-ONE_WAY_WIRES = ("voxology",)
 ROUTES = {"plivo": "bench-plivo", "voxology": "bench-voxology"}
 """The route a wire's calls go to (the SIP Request-URI's user); "bench" for the others."""
 
