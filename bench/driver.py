@@ -120,7 +120,9 @@ class Bench:
                     body = await response.json()
                 self.healthz_s.append(time.perf_counter() - began)
                 self.healthz_extra = {
-                    k: v for k, v in body.items() if k.startswith(("media_clock", "gc_full"))
+                    k: v
+                    for k, v in body.items()
+                    if k.startswith(("media_clock", "gc_full", "conference_"))
                 }
             except aiohttp.ClientError as exc:
                 self.errors.append(f"healthz: {exc}")

@@ -138,6 +138,9 @@ class Gateway:
         body["gc_full_collections"] = pauses.count
         body["gc_full_max_pause_ms"] = round(pauses.max_pause_s * 1000, 1)
         body["gc_full_last_pause_ms"] = round(pauses.last_pause_s * 1000, 1)
+        if self.service is not None:
+            # A participant heard a period late, put back in time (media/conference.py).
+            body["conference_frames_trimmed"] = self.service.conference_frames_trimmed()
         if self.engine.registrations:
             body["registrations"] = [
                 {"trunk": r.spec.name, "aor": r.spec.aor, "state": r.state,

@@ -99,6 +99,7 @@ def test_echo_returns_tone_at_same_pitch_and_level(
         "gc_full_collections",
         "gc_full_max_pause_ms",
         "gc_full_last_pause_ms",
+        "conference_frames_trimmed",
     ):
         assert isinstance(health[key], int | float) and health[key] >= 0, health
 

@@ -9,7 +9,12 @@ import pytest
 
 from callstream.errors import ConflictError
 from callstream.media.clock import MediaClock
-from callstream.media.conference import INBOX_FRAMES, PHASE_WINDOW_TICKS, ConferenceMixer
+from callstream.media.conference import (
+    INBOX_FRAMES,
+    PHASE_WINDOW_TICKS,
+    STANDING_FRAME_TICKS,
+    ConferenceMixer,
+)
 from callstream.media.frame import FRAME_BYTES, FRAME_SAMPLES
 from callstream.media.sources import PcmPlayer
 from tests.media.test_bridge import FakeLeg, const, values
@@ -97,6 +102,38 @@ def test_inbox_keeps_the_newest_frames_only() -> None:
         heard.append(b.say())
     assert [values(frame) for frame in heard[:3]] == [{3}, {4}, {5}]
     assert heard[3] is None
+
+
+def test_a_frame_left_standing_in_an_inbox_is_trimmed_after_a_window() -> None:
+    """Two frames came between two ticks once: from then on ``a`` is heard a period
+    late, until a window of ticks shows it standing; then the older frame is dropped."""
+    mixer, (a, b) = room(2)
+    a.hear(const(1))  # the frame of tick 0 and, early, that of tick 1
+    heard = []
+    for tick in range(3 * STANDING_FRAME_TICKS):
+        a.hear(const(tick + 2))  # one frame a tick from now on
+        mixer.on_tick(0.0)
+        heard.append(values(b.say()).pop())
+    late = STANDING_FRAME_TICKS - 1
+    assert heard[:late] == list(range(1, late + 1))  # the previous tick's frame
+    # the last late tick mixed the newer frame; the older one (late + 1) is gone
+    assert heard[late:] == list(range(late + 2, 3 * STANDING_FRAME_TICKS + 2))
+    assert mixer.standing_frames_trimmed == 1
+    assert mixer.ticks_mixed == 3 * STANDING_FRAME_TICKS
+
+
+def test_a_sender_of_two_frames_every_other_tick_loses_nothing() -> None:
+    """40 ms packets: the inbox holds a frame after every other tick, never standing."""
+    mixer, (a, b) = room(2)
+    heard = []
+    for tick in range(4 * STANDING_FRAME_TICKS):
+        if tick % 2 == 0:
+            a.hear(const(tick + 1))
+            a.hear(const(tick + 2))
+        mixer.on_tick(0.0)
+        heard.append(values(b.say()).pop())
+    assert heard == list(range(1, 4 * STANDING_FRAME_TICKS + 1))
+    assert mixer.standing_frames_trimmed == 0
 
 
 def test_listeners_get_the_full_mix_on_ticks_where_anyone_spoke() -> None:

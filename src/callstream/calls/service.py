@@ -149,6 +149,7 @@ class CallService(MediaStreams, ProviderStreams, IncomingCallRouter):
         self.settings = settings
         self._live: dict[str, _Live] = {}
         self._conferences: dict[str, _LiveConference] = {}
+        self._frames_trimmed_by_ended_conferences = 0
         self._routes: list[RouteRecord] = []
         self._route_patterns: dict[str, re.Pattern[str] | None] = {}
         self._trunks: list[TrunkRecord] = []
@@ -546,6 +547,12 @@ class CallService(MediaStreams, ProviderStreams, IncomingCallRouter):
         await self._flushed()
         return record
 
+    def conference_frames_trimmed(self) -> int:
+        """Frames every conference so far dropped from an inbox that held one too many
+        for 0.5 s (``ConferenceMixer.standing_frames_trimmed``)."""
+        live = sum(c.mixer.standing_frames_trimmed for c in self._conferences.values())
+        return self._frames_trimmed_by_ended_conferences + live
+
     async def get_conference(self, account: Account, conference_id: str) -> ConferenceRecord:
         await self._flushed()
         record = await self.store.get_conference(account.id, conference_id)
@@ -577,6 +584,7 @@ class CallService(MediaStreams, ProviderStreams, IncomingCallRouter):
         live.mixer.close()
         if self.engine.clock is not None:
             self.engine.clock.discard(live.mixer)
+        self._frames_trimmed_by_ended_conferences += live.mixer.standing_frames_trimmed
         del self._conferences[conference_id]
         now = utcnow()
         record = live.record.evolve(

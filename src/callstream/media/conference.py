@@ -7,6 +7,13 @@ gets a tap that drops what the leg hears into a tiny *inbox*, and a source (its
 1. takes at most one frame from each inbox. The participants that had one are this
    tick's *speakers*; the others cost nothing in the mix. Inboxes keep at most a few
    frames and drop the oldest, so a sender whose clock runs fast cannot build latency;
+   a frame left *standing* in an inbox after every tick for ``STANDING_FRAME_TICKS``
+   (two frames arrived between two ticks once, e.g. around a late tick, and since then
+   this participant is heard a period late) is dropped, the older of the two, and the
+   newer is mixed at once (``standing_frames_trimmed``): one 20 ms gap instead of
+   20 ms more delay for the rest of the call. A standing frame also keeps itself:
+   its inbox counts as in for the early mix (below), so the room can be mixed before
+   that participant's frame of the period arrives;
 2. reads one frame from each injected source (``add_source``: audio every participant
    hears, e.g. a stream playing into the conference);
 3. computes, with one numpy pass over the whole room (``mixer.mix_minus``), the total
@@ -66,6 +73,10 @@ OUTBOX_FRAMES = 3
 
 PHASE_WINDOW_TICKS = 25
 """The mixer judges its phase every 0.5 s..."""
+STANDING_FRAME_TICKS = 25
+"""A frame left in an inbox after every tick for this long (0.5 s) is trimmed. A
+sender whose packets carry 40 ms (two frames at once) empties its inbox every other
+tick, so is never trimmed."""
 PHASE_MARGIN_S = 0.003
 """...and keeps every participant's frame at least this far ahead of its tick."""
 MIX_EARLY_WITHIN_S = PHASE_MARGIN_S + 0.0015
@@ -83,6 +94,7 @@ class _Participant:
         "clock",
         "pushed_at",
         "filled",
+        "standing_ticks",
     )
 
     def __init__(
@@ -100,6 +112,8 @@ class _Participant:
         self.outbox = FrameQueue(outbox_frames)
         self.clock = clock
         self.pushed_at = 0.0
+        self.standing_ticks = 0
+        """Ticks in a row after which the inbox still held a frame."""
         self.filled = filled
         """Called when a frame lands in the empty inbox: the mixer counts who is in."""
         # The one bound method, so remove_tap finds exactly what add_tap got.
@@ -165,6 +179,9 @@ class ConferenceMixer:
         """Ticks on which anyone spoke or a source played."""
         self.malformed_frames = 0
         """Frames that were not one canonical 20 ms frame, left out of the mix."""
+        self.standing_frames_trimmed = 0
+        """Frames dropped from inboxes that held one frame too many for
+        ``STANDING_FRAME_TICKS`` (each took away a period of delay)."""
 
     # -- membership -------------------------------------------------------------------------
     def add(self, participant_id: str, leg: LegAudio) -> None:
@@ -290,7 +307,16 @@ class ConferenceMixer:
         speakers.clear()
         silent.clear()
         for participant in self._roster:
-            frame = participant.inbox.read_frame()
+            inbox = participant.inbox
+            frame = inbox.read_frame()
+            if not inbox:
+                participant.standing_ticks = 0
+            else:  # a frame waits for the next tick
+                participant.standing_ticks += 1
+                if participant.standing_ticks >= STANDING_FRAME_TICKS:
+                    participant.standing_ticks = 0
+                    self.standing_frames_trimmed += 1
+                    frame = inbox.read_frame()  # the newer one; the older is dropped
             if frame is None:
                 silent.append(participant)
             elif len(frame) != FRAME_BYTES:
