@@ -78,3 +78,23 @@ def test_frame_queue_rejects_a_cushion_it_cannot_hold() -> None:
         FrameQueue(max_frames=2, prime_frames=3)
     with pytest.raises(ValueError):
         FrameQueue(max_frames=2, prime_frames=0)
+
+
+def test_frame_queue_trims_a_frame_left_standing_for_n_reads() -> None:
+    """Two frames came between two reads once: after 3 reads that each left one
+    queued, the older is dropped and the reader is back in time."""
+    queue = FrameQueue(max_frames=5, trim_standing_after=3)
+    queue.push(frame(1))
+    heard = []
+    for n in range(2, 8):
+        queue.push(frame(n))
+        heard.append(queue.read_frame())
+    assert heard == [frame(1), frame(2), frame(4), frame(5), frame(6), frame(7)]
+    assert queue.standing_trimmed == 1 and len(queue) == 0
+
+
+def test_frame_queue_standing_trim_needs_no_cushion() -> None:
+    with pytest.raises(ValueError, match="without a cushion"):
+        FrameQueue(max_frames=5, prime_frames=2, trim_standing_after=3)
+    with pytest.raises(ValueError, match="at least 1"):
+        FrameQueue(max_frames=5, trim_standing_after=0)

@@ -10,8 +10,9 @@ gets a tap that drops what the leg hears into a tiny *inbox*, and a source (its
    a frame left *standing* in an inbox after every tick for ``STANDING_FRAME_TICKS``
    (two frames arrived between two ticks once, e.g. around a late tick, and since then
    this participant is heard a period late) is dropped, the older of the two, and the
-   newer is mixed at once (``standing_frames_trimmed``): one 20 ms gap instead of
-   20 ms more delay for the rest of the call. A standing frame also keeps itself:
+   newer is mixed at once (``FrameQueue``'s ``trim_standing_after``;
+   ``standing_frames_trimmed``): one 20 ms gap instead of 20 ms more delay for the
+   rest of the call. A standing frame also keeps itself:
    its inbox counts as in for the early mix (below), so the room can be mixed before
    that participant's frame of the period arrives;
 2. reads one frame from each injected source (``add_source``: audio every participant
@@ -94,7 +95,6 @@ class _Participant:
         "clock",
         "pushed_at",
         "filled",
-        "standing_ticks",
     )
 
     def __init__(
@@ -108,12 +108,10 @@ class _Participant:
     ) -> None:
         self.participant_id = participant_id
         self.leg = leg
-        self.inbox = FrameQueue(inbox_frames)
+        self.inbox = FrameQueue(inbox_frames, trim_standing_after=STANDING_FRAME_TICKS)
         self.outbox = FrameQueue(outbox_frames)
         self.clock = clock
         self.pushed_at = 0.0
-        self.standing_ticks = 0
-        """Ticks in a row after which the inbox still held a frame."""
         self.filled = filled
         """Called when a frame lands in the empty inbox: the mixer counts who is in."""
         # The one bound method, so remove_tap finds exactly what add_tap got.
@@ -179,9 +177,8 @@ class ConferenceMixer:
         """Ticks on which anyone spoke or a source played."""
         self.malformed_frames = 0
         """Frames that were not one canonical 20 ms frame, left out of the mix."""
-        self.standing_frames_trimmed = 0
-        """Frames dropped from inboxes that held one frame too many for
-        ``STANDING_FRAME_TICKS`` (each took away a period of delay)."""
+        self._trimmed_by_departed = 0
+        """``standing_frames_trimmed`` of the participants who left."""
 
     # -- membership -------------------------------------------------------------------------
     def add(self, participant_id: str, leg: LegAudio) -> None:
@@ -222,6 +219,7 @@ class ConferenceMixer:
             return False
         self._roster = tuple(p for p in self._roster if p is not participant)
         self._count_filled()
+        self._trimmed_by_departed += participant.inbox.standing_trimmed
         participant.leg.remove_tap(participant.tap)
         participant.leg.stop(participant.outbox)
         follow = getattr(participant.leg, "follow_tick_of", None)
@@ -246,6 +244,13 @@ class ConferenceMixer:
     def dropped_frames(self) -> int:
         """Frames the current participants' inboxes dropped (their senders ran ahead)."""
         return sum(p.inbox.dropped_frames for p in self._roster)
+
+    @property
+    def standing_frames_trimmed(self) -> int:
+        """Frames dropped from inboxes that held one frame too many for
+        ``STANDING_FRAME_TICKS`` (each took away a period of delay), those of
+        participants who left included."""
+        return self._trimmed_by_departed + sum(p.inbox.standing_trimmed for p in self._roster)
 
     @property
     def closed(self) -> bool:
@@ -307,16 +312,7 @@ class ConferenceMixer:
         speakers.clear()
         silent.clear()
         for participant in self._roster:
-            inbox = participant.inbox
-            frame = inbox.read_frame()
-            if not inbox:
-                participant.standing_ticks = 0
-            else:  # a frame waits for the next tick
-                participant.standing_ticks += 1
-                if participant.standing_ticks >= STANDING_FRAME_TICKS:
-                    participant.standing_ticks = 0
-                    self.standing_frames_trimmed += 1
-                    frame = inbox.read_frame()  # the newer one; the older is dropped
+            frame = participant.inbox.read_frame()
             if frame is None:
                 silent.append(participant)
             elif len(frame) != FRAME_BYTES:

@@ -59,11 +59,31 @@ class FrameQueue:
     ``prime_frames = n`` the queue holds back until ``n`` frames are queued, at the
     start and again after it ran dry (``underruns`` counts those), so a sender may run
     up to ``n - 1`` frames late without a hole, for ``n - 1`` frames of added delay.
+
+    ``trim_standing_after`` is the opposite guard, for a reader that wants no cushion.
+    Two frames arriving between two reads once (around a late tick) leave a frame
+    queued after every read from then on: a frame of delay for good. With
+    ``trim_standing_after = n``, after ``n`` reads in a row that left a frame queued,
+    the read drops the older frame and returns the newer (``standing_trimmed`` counts
+    them): one 20 ms gap instead. A sender of two frames at once every other tick
+    empties the queue every other read, so is never trimmed. Not with a cushion
+    (``prime_frames`` > 1), which is a standing frame on purpose.
     """
 
-    def __init__(self, max_frames: int = 50, *, prime_frames: int = 1) -> None:
+    def __init__(
+        self,
+        max_frames: int = 50,
+        *,
+        prime_frames: int = 1,
+        trim_standing_after: int | None = None,
+    ) -> None:
         if not 1 <= prime_frames <= max_frames:
             raise ValueError("prime_frames must be between 1 and max_frames")
+        if trim_standing_after is not None and (trim_standing_after < 1 or prime_frames > 1):
+            raise ValueError("trim_standing_after must be at least 1, and without a cushion")
+        self._trim_standing_after = trim_standing_after
+        self._standing_reads = 0
+        self.standing_trimmed = 0
         self._frames: deque[bytes] = deque()
         self._max_frames = max_frames
         self._prime_frames = prime_frames
@@ -92,10 +112,28 @@ class FrameQueue:
                 return None
             self._priming = False
         if frames:
-            return frames.popleft()
+            frame = frames.popleft()
+            if self._trim_standing_after is not None:
+                frame = self._trim_standing(frame)
+            return frame
+        self._standing_reads = 0
         self._priming = True
         self.underruns += 1
         return None
+
+    def _trim_standing(self, frame: bytes) -> bytes:
+        """After a read: count it if it left a frame queued; the newer one on the n-th."""
+        frames = self._frames
+        if not frames:
+            self._standing_reads = 0
+            return frame
+        self._standing_reads += 1
+        assert self._trim_standing_after is not None
+        if self._standing_reads < self._trim_standing_after:
+            return frame
+        self._standing_reads = 0
+        self.standing_trimmed += 1
+        return frames.popleft()
 
 
 class ToneSource:
